@@ -19,3 +19,9 @@ class BitstreamError(DnervError):
 
 class CheckpointError(DnervError):
     """A checkpoint that does not match the run it should resume."""
+
+
+class FitInterrupted(DnervError):
+    """Ctrl-C (or a planned stop) during a fit; a checkpoint was written where a run folder was given."""
+
+    exit_code = 130

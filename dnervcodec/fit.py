@@ -1,0 +1,298 @@
+"""Fit a DNeRV model to one clip: Adam, warmup then cosine decay, L2 (or L1+SSIM) loss, gradient clipping.
+
+Frames stay uint8 on the device and become float one batch at a time. The frame order of each epoch is
+a pure function of (seed, epoch) and the learning rate a pure function of the step, so a checkpoint taken
+at any step resumes to the same result as a run straight through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .errors import CheckpointError, ConfigError, FitInterrupted
+from .metrics import psnr_from_mse
+from .models.dnerv import DNeRV, ModelConfig, frame_differences
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    epochs: int = 300
+    lr: float = 1e-3  # HNeRV's; the DNeRV paper uses 5e-4 with betas (0.5, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: float = 0.2  # fraction of the steps spent warming up linearly
+    batch_size: int = 1
+    loss: str = "l2"  # or "l1ssim": 0.7 * L1 + 0.3 * (1 - SSIM), as NeRV
+    clip_grad: float = 1.0  # max gradient norm; 0 turns clipping off
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.warmup < 1:
+            raise ConfigError("fit: epochs and batch size must be >= 1, lr > 0 and 0 <= warmup < 1")
+        if self.loss not in ("l2", "l1ssim"):
+            raise ConfigError(f"fit: unknown loss '{self.loss}' (choose l2 or l1ssim)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitConfig":
+        d = dict(d)
+        d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+@dataclass
+class FitResult:
+    model: DNeRV
+    per_frame_psnr: np.ndarray  # float model, encoders included, after the last epoch
+    history: list[dict] = field(default_factory=list)  # one entry per epoch: epoch, loss, psnr, seconds
+    seconds: float = 0.0
+
+    @property
+    def psnr(self) -> float:
+        return float(self.per_frame_psnr.mean())
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}' (use auto, cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA was asked for but is not available; use --device cpu")
+    return device
+
+
+def learning_rate(cfg: FitConfig, step: int, total_steps: int) -> float:
+    """Linear warmup over the first `warmup` of the steps, then cosine decay to zero."""
+    warm = int(cfg.warmup * total_steps)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total_steps - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM with an 11x11 Gaussian window, differentiable, for the L1+SSIM option."""
+    c1, c2 = 0.01**2, 0.03**2
+    g = torch.exp(-((torch.arange(11, device=x.device, dtype=x.dtype) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    ch = x.shape[1]
+    kh, kw = g.view(1, 1, -1, 1).repeat(ch, 1, 1, 1), g.view(1, 1, 1, -1).repeat(ch, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, kh, padding=(5, 0), groups=ch), kw, padding=(0, 5), groups=ch)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return 1 - ssim.mean()
+
+
+def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind == "l2":
+        return F.mse_loss(out, target)
+    return 0.7 * F.l1_loss(out, target) + 0.3 * ssim_loss(out, target)
+
+
+class ClipTensor:
+    """A clip held as uint8 [T,3,H,W] on the device; hands out float batches and their frame differences."""
+
+    def __init__(self, frames: np.ndarray, device: torch.device) -> None:
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ConfigError("frames must be uint8 [T, H, W, 3]")
+        # [T,H,W,3] viewed as [T,3,H,W] is already channels-last, the layout oneDNN convolutions run fastest in.
+        self.data = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
+        self.num_frames = self.data.shape[0]
+
+    def _float(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.data[idx].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+    def batch(self, idx: torch.Tensor, with_diff: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cur = self._float(idx)
+        if not with_diff:
+            return cur, None
+        prev = self._float((idx - 1).clamp_min(0))
+        nxt = self._float((idx + 1).clamp_max(self.num_frames - 1))
+        return cur, frame_differences(prev, cur, nxt)
+
+
+def frames_digest(frames: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest()
+
+
+def epoch_order(seed: int, epoch: int, num_frames: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_frames, generator=g)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a crash while saving leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged checkpoint is a user-facing problem, not a crash
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.__class__.__name__}; delete it to start over") from None
+
+
+@torch.no_grad()
+def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
+    """Per-frame PSNR of the float model (encoders included) over the whole clip."""
+    model.eval()
+    out = []
+    with_diff = model.diff_encoder is not None
+    for start in range(0, clip.num_frames, batch_size):
+        idx = torch.arange(start, min(start + batch_size, clip.num_frames), device=clip.data.device)
+        cur, diff = clip.batch(idx, with_diff)
+        mse = (model(cur, diff).clamp(0, 1) - cur).pow(2).flatten(1).mean(1)
+        out.append(psnr_from_mse(mse.double().cpu()))
+    model.train()
+    return torch.cat(out).numpy()
+
+
+def fit(
+    frames: np.ndarray,
+    model_cfg: ModelConfig,
+    cfg: FitConfig,
+    device: str | torch.device = "auto",
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> FitResult:
+    """Fit a DNeRV to `frames` (uint8 [T,H,W,3]).
+
+    With a run_dir a checkpoint is written every `checkpoint_minutes`, at the end, and on Ctrl-C (which
+    then raises FitInterrupted); `resume=True` continues from it. `stop_after_steps` interrupts the fit
+    after that many steps of this call, as Ctrl-C would (used by tests and the resume check).
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    T, H, W, _ = frames.shape
+    dec = model_cfg.decoder
+    if (H, W) != (dec.height, dec.width):
+        raise ConfigError(f"model is built for {dec.height}x{dec.width} but the clip is {H}x{W}")
+    torch.manual_seed(cfg.seed)
+    model = DNeRV(model_cfg).to(device, memory_format=torch.channels_last)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    clip = ClipTensor(frames, device)
+    steps_per_epoch = math.ceil(T / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    digest = frames_digest(frames)
+    ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+    epoch, step_in_epoch, history, elapsed_before = 0, 0, [], 0.0
+
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state.get("model_cfg") != model_cfg.to_dict() or state.get("fit_cfg") != cfg.to_dict():
+            raise CheckpointError(f"{ckpt_path} was written by a fit with other settings; use the same options")
+        if state.get("digest") != digest:
+            raise CheckpointError(f"{ckpt_path} was written for other frames; use the same input and range")
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+        history, elapsed_before = state["history"], state["seconds"]
+
+    def checkpoint(ep: int, st: int, seconds: float) -> None:
+        if ckpt_path is None:
+            return
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(
+            ckpt_path,
+            {
+                "model_cfg": model_cfg.to_dict(),
+                "fit_cfg": cfg.to_dict(),
+                "digest": digest,
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "epoch": ep,
+                "step_in_epoch": st,
+                "history": history,
+                "seconds": seconds,
+            },
+        )
+
+    with_diff = model.diff_encoder is not None
+    start = time.perf_counter()
+    last_ckpt = start
+    steps_this_call = 0
+    bar = tqdm(total=total_steps, initial=epoch * steps_per_epoch + step_in_epoch, disable=not progress,
+               unit="step", dynamic_ncols=True, desc="fit")
+    model.train()
+    try:
+        while epoch < cfg.epochs:
+            order = epoch_order(cfg.seed, epoch, T).to(device)
+            sq_err, n_err, loss_sum = 0.0, 0, 0.0
+            while step_in_epoch < steps_per_epoch:
+                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                    raise KeyboardInterrupt
+                global_step = epoch * steps_per_epoch + step_in_epoch
+                for group in optim.param_groups:
+                    group["lr"] = learning_rate(cfg, global_step, total_steps)
+                idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+                cur, diff = clip.batch(idx, with_diff)
+                out = model(cur, diff)
+                loss = reconstruction_loss(cfg.loss, out, cur)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                optim.step()
+                with torch.no_grad():
+                    sq_err += float((out.detach() - cur).pow(2).mean()) * len(idx)
+                n_err += len(idx)
+                loss_sum += float(loss.detach()) * len(idx)
+                step_in_epoch += 1
+                steps_this_call += 1
+                bar.update(1)
+                now = time.perf_counter()
+                if now - last_ckpt > cfg.checkpoint_minutes * 60:
+                    checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
+                    last_ckpt = now
+            seconds = elapsed_before + time.perf_counter() - start
+            # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
+            record = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / max(1, n_err),
+                "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
+                "seconds": seconds,
+            }
+            history.append(record)
+            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}")
+            if on_epoch:
+                on_epoch(record)
+            epoch, step_in_epoch = epoch + 1, 0
+    except KeyboardInterrupt:
+        bar.close()
+        seconds = elapsed_before + time.perf_counter() - start
+        checkpoint(epoch, step_in_epoch, seconds)
+        where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
+        raise FitInterrupted(f"fit interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
+    bar.close()
+    seconds = elapsed_before + time.perf_counter() - start
+    checkpoint(epoch, 0, seconds)
+    return FitResult(model, evaluate(model, clip), history, seconds)

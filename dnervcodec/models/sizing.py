@@ -1,0 +1,109 @@
+"""Turn a budget ("0.35M", "85k", or a target bpp at 8 bits) into a model configuration.
+
+The budget counts what the bitstream stores: decoder weights plus every content and diff embedding, as
+HNeRV's --modelsize counts the decoder and embeddings. At small frame sizes the embeddings are a large
+part of it: DNeRV's diff embedding at 1/16 of the frame costs 0.125 bpp at 8 bits on its own, so where the
+paper's layout leaves too little for the decoder we move to coarser layouts (diff at 1/32, then 1/64,
+1-pixel-high content embeddings) and say so in the returned layout.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .dnerv import ModelConfig, build_config, stored_values
+from .strides import plan_strides
+
+EMBEDDING_SHARE = 1 / 3  # at most this part of the budget goes to embeddings when choosing a layout
+LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 1))  # (diff stride, min content-embedding side), paper first
+MAX_BUDGET = 10**9
+
+
+def parse_budget(text: str) -> int:
+    """'0.35M' -> 350000, '85k' -> 85000, '120000' -> 120000 stored values."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", text or "")
+    if not m:
+        raise ConfigError(f"budget '{text}' is not a number of stored values like 85k, 0.35M or 120000")
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    if not 1000 <= value <= MAX_BUDGET:
+        raise ConfigError(f"budget '{text}' is out of range (1k to 1000M stored values)")
+    return int(round(value))
+
+
+def budget_from_bpp(bpp: float, num_frames: int, height: int, width: int, bits: int = 8) -> int:
+    """Stored values that give `bpp` at `bits` bits each (before entropy coding)."""
+    if not 0 < bpp < 64:
+        raise ConfigError(f"target bpp {bpp} is out of range")
+    return int(bpp * num_frames * height * width / bits)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    config: ModelConfig
+    budget: int
+    stored: int  # values the bitstream will store
+    diff_stride: int
+    min_side: int
+
+
+def choose_layout(height: int, width: int, num_frames: int, budget: int, diff_ch: int = 2) -> tuple[int, int]:
+    """(diff stride, min embedding side): the paper's layout unless its embeddings eat the budget."""
+    usable = []
+    for diff_stride, min_side in LAYOUTS:
+        strides = plan_strides(height, width, diff_stride, min_side=min_side)
+        if strides is None:
+            continue
+        cfg = build_config(height, width, 16, True, diff_stride, diff_ch=diff_ch, min_side=min_side).decoder
+        embed = num_frames * cfg.embedding_values_per_frame()
+        usable.append((diff_stride, min_side))
+        if embed <= EMBEDDING_SHARE * budget:
+            return diff_stride, min_side
+    if not usable:
+        # No layout exists for this size: let build_config raise the error that names sizes that work.
+        build_config(height, width, 16, True, LAYOUTS[0][0])
+    return usable[-1]
+
+
+def size_model(
+    height: int,
+    width: int,
+    num_frames: int,
+    budget: int,
+    use_diff: bool = True,
+    diff_stride: int | None = None,
+    min_side: int | None = None,
+    **build_kwargs,
+) -> Sizing:
+    """The widest model whose stored values fit the budget.
+
+    The layout (diff stride, embedding size) is chosen with the diff stream counted even when
+    `use_diff=False`, so that the no-diff ablation has the same strides and differs only by the diff
+    stream and a wider decoder at the same budget.
+    """
+    if diff_stride is None or min_side is None:
+        auto_stride, auto_side = choose_layout(height, width, num_frames, budget)
+        diff_stride = diff_stride or auto_stride
+        min_side = min_side or auto_side
+
+    def make(lift: int) -> ModelConfig:
+        # HNeRV keeps widths >= 12; tiny budgets need narrower late stages, so the floor follows the lift.
+        floor = build_kwargs.pop("min_width", None) or min(12, max(4, lift // 2))
+        return build_config(height, width, lift, use_diff, diff_stride, min_side=min_side, min_width=floor, **build_kwargs)
+
+    lo, hi = 4, 4096
+    if stored_values(make(lo).decoder, num_frames) > budget:
+        need = stored_values(make(lo).decoder, num_frames)
+        raise ConfigError(
+            f"budget of {budget} values is too small for {height}x{width}x{num_frames}: the smallest model "
+            f"stores {need}; raise --size/--bpp or use fewer frames or a smaller resolution"
+        )
+    while lo < hi:  # largest lift width that fits
+        mid = (lo + hi + 1) // 2
+        if stored_values(make(mid).decoder, num_frames) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    cfg = make(lo)
+    return Sizing(cfg, budget, stored_values(cfg.decoder, num_frames), diff_stride, min_side)

@@ -1,0 +1,31 @@
+"""Tiny synthetic clips made by the tests: moving shapes on a gradient, so that fits have real motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def moving_shapes(num_frames: int = 8, height: int = 32, width: int = 64, seed: int = 0) -> np.ndarray:
+    """uint8 [T,H,W,3]: a colour gradient with a square and a disc moving across it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx / width, yy / height, 0.5 + 0.5 * np.sin(xx / 7.0)], -1) * 180
+    colours = rng.uniform(60, 255, size=(2, 3))
+    frames = []
+    for t in range(num_frames):
+        f = base.copy()
+        x0, y0 = (4 + 3 * t) % (width - 10), (2 + t) % (height - 10)
+        f[y0 : y0 + 8, x0 : x0 + 8] = colours[0]
+        cy, cx = height / 2 + 6 * np.sin(t / 3), width / 2 + 10 * np.cos(t / 3)
+        f[(yy - cy) ** 2 + (xx - cx) ** 2 < 25] = colours[1]
+        frames.append(f)
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def clip() -> np.ndarray:
+    return moving_shapes()
