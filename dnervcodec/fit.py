@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,12 +185,15 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     stop_after_steps: int | None = None,
+    init_state: dict | None = None,
+    desc: str = "fit",
 ) -> FitResult:
     """Fit a DNeRV to `frames` (uint8 [T,H,W,3]).
 
     With a run_dir a checkpoint is written every `checkpoint_minutes`, at the end, and on Ctrl-C (which
     then raises FitInterrupted); `resume=True` continues from it. `stop_after_steps` interrupts the fit
     after that many steps of this call, as Ctrl-C would (used by tests and the resume check).
+    `init_state` starts from given weights instead of a fresh init (fine-tuning after pruning).
     """
     device = resolve_device(device) if isinstance(device, str) else device
     T, H, W, _ = frames.shape
@@ -197,7 +201,10 @@ def fit(
     if (H, W) != (dec.height, dec.width):
         raise ConfigError(f"model is built for {dec.height}x{dec.width} but the clip is {H}x{W}")
     torch.manual_seed(cfg.seed)
-    model = DNeRV(model_cfg).to(device, memory_format=torch.channels_last)
+    model = DNeRV(model_cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device, memory_format=torch.channels_last)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     clip = ClipTensor(frames, device)
     steps_per_epoch = math.ceil(T / cfg.batch_size)
@@ -241,7 +248,7 @@ def fit(
     last_ckpt = start
     steps_this_call = 0
     bar = tqdm(total=total_steps, initial=epoch * steps_per_epoch + step_in_epoch, disable=not progress,
-               unit="step", dynamic_ncols=True, desc="fit")
+               unit="step", dynamic_ncols=True, desc=desc, mininterval=0.5 if sys.stderr.isatty() else 30)
     model.train()
     try:
         while epoch < cfg.epochs:

@@ -36,7 +36,8 @@ class DecoderConfig:
     widths: tuple[int, ...]  # output width (after PixelShuffle) of each stage
     diff_ch: int = 2  # diff embedding channels; 0 = no diff stream (HNeRV-style ablation)
     diff_stride: int = 16
-    diff_width: int = 0  # width of the lifted diff embedding (= width of the map it is fused into)
+    diff_width: int = 0  # width of the diff branch's NeRV block output, read by the CCU
+    diff_lift_width: int = 0  # width of the 1x1 lift of the diff embedding (differs from diff_width once pruned)
 
     def __post_init__(self) -> None:
         n = len(self.strides)
@@ -151,6 +152,7 @@ def build_config(
         diff_ch=diff_ch if use_diff else 0,
         diff_stride=diff_stride,
         diff_width=(lift_width if fuse == 0 else widths[fuse - 1]) if use_diff else 0,
+        diff_lift_width=(lift_width if fuse == 0 else widths[fuse - 1]) if use_diff else 0,
     )
     return ModelConfig(dec, enc_width, strides, diff_strides(diff_stride) if use_diff else ())
 
@@ -225,10 +227,11 @@ class CCU(nn.Module):
     held as two: `proposal` (W) and `gate` (U), each over the concatenation [c, d].
     """
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, diff_width: int | None = None) -> None:
         super().__init__()
-        self.proposal = nn.Conv2d(2 * width, width, 3, padding=1)
-        self.gate = nn.Conv2d(2 * width, width, 3, padding=1)
+        cd = width + (width if diff_width is None else diff_width)
+        self.proposal = nn.Conv2d(cd, width, 3, padding=1)
+        self.gate = nn.Conv2d(cd, width, 3, padding=1)
 
     def forward(self, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         cd = torch.cat([c, d], 1)
@@ -249,9 +252,9 @@ class Decoder(nn.Module):
             for i in range(len(cfg.strides))
         )
         if cfg.diff_ch:
-            self.diff_lift = nn.Conv2d(cfg.diff_ch, cfg.diff_width, 1)
-            self.diff_block = NeRVBlock(cfg.diff_width, cfg.diff_width, 3, 1)
-            self.ccu = CCU(cfg.diff_width)
+            self.diff_lift = nn.Conv2d(cfg.diff_ch, cfg.diff_lift_width, 1)
+            self.diff_block = NeRVBlock(cfg.diff_lift_width, cfg.diff_width, 3, 1)
+            self.ccu = CCU(cfg.stage_in_width(cfg.fuse_at), cfg.diff_width)
         self.head = nn.Conv2d(cfg.widths[-1], 3, 3, padding=1)
 
     def forward(self, content: torch.Tensor, diff: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,10 +302,10 @@ def decoder_params(cfg: DecoderConfig) -> int:
         out = cfg.widths[i] * cfg.strides[i] ** 2
         n += cfg.stage_in_width(i) * out * cfg.kernels[i] ** 2 + out
     if cfg.diff_ch:
-        w = cfg.diff_width
-        n += cfg.diff_ch * w + w  # diff lift
-        n += w * w * 9 + w  # diff NeRV block
-        n += 2 * (2 * w * w * 9 + w)  # CCU proposal and gate
+        w, lw, c = cfg.diff_width, cfg.diff_lift_width, cfg.stage_in_width(cfg.fuse_at)
+        n += cfg.diff_ch * lw + lw  # diff lift
+        n += lw * w * 9 + w  # diff NeRV block
+        n += 2 * ((c + w) * c * 9 + c)  # CCU proposal and gate
     n += cfg.widths[-1] * 3 * 9 + 3
     return n
 

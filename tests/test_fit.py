@@ -1,0 +1,69 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dnervcodec.errors import CheckpointError, FitInterrupted
+from dnervcodec.fit import FitConfig, fit, learning_rate
+from dnervcodec.models.dnerv import build_config
+
+CFG = FitConfig(epochs=20, lr=5e-3, seed=1, batch_size=2)
+
+
+def small_model(clip, use_diff=True):
+    return build_config(clip.shape[1], clip.shape[2], 16, use_diff=use_diff)
+
+
+@pytest.mark.parametrize("use_diff", [True, False])
+def test_fit_learns_the_clip(clip, use_diff):
+    result = fit(clip, small_model(clip, use_diff), CFG, "cpu", progress=False)
+    assert result.per_frame_psnr.shape == (clip.shape[0],)
+    first, last = result.history[0]["psnr"], result.history[-1]["psnr"]
+    assert last > first + 3, (first, last)
+    assert result.psnr > 16
+
+
+def test_same_seed_same_model(clip):
+    a = fit(clip, small_model(clip), FitConfig(epochs=2, seed=3), "cpu", progress=False)
+    b = fit(clip, small_model(clip), FitConfig(epochs=2, seed=3), "cpu", progress=False)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_interrupted_fit_resumes_to_the_same_result(clip, tmp_path):
+    model_cfg = small_model(clip)
+    straight = fit(clip, model_cfg, CFG, "cpu", progress=False)
+    with pytest.raises(FitInterrupted, match="--resume"):
+        fit(clip, model_cfg, CFG, "cpu", run_dir=tmp_path, progress=False, stop_after_steps=37)
+    assert (tmp_path / "checkpoint.pt").exists()
+    resumed = fit(clip, model_cfg, CFG, "cpu", run_dir=tmp_path, resume=True, progress=False)
+    assert abs(resumed.psnr - straight.psnr) < 0.1
+    np.testing.assert_allclose(resumed.per_frame_psnr, straight.per_frame_psnr, atol=1e-3)
+
+
+def test_resume_refuses_other_settings(clip, tmp_path):
+    model_cfg = small_model(clip)
+    with pytest.raises(FitInterrupted):
+        fit(clip, model_cfg, CFG, "cpu", run_dir=tmp_path, progress=False, stop_after_steps=2)
+    with pytest.raises(CheckpointError, match="other settings"):
+        fit(clip, model_cfg, FitConfig(epochs=7), "cpu", run_dir=tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="other frames"):
+        fit(clip[::-1].copy(), model_cfg, CFG, "cpu", run_dir=tmp_path, resume=True, progress=False)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        fit(clip, model_cfg, CFG, "cpu", run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = FitConfig(epochs=10, lr=1e-3, warmup=0.2)
+    lrs = [learning_rate(cfg, s, 100) for s in range(100)]
+    assert lrs[0] < lrs[10] < lrs[19] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[20:], lrs[21:]))
+    assert lrs[-1] < 1e-5
+    assert math.isclose(max(lrs), 1e-3)
+
+
+def test_l1ssim_loss_option_fits(clip):
+    result = fit(clip, small_model(clip), FitConfig(epochs=3, lr=3e-3, loss="l1ssim"), "cpu", progress=False)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
