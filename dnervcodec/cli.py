@@ -31,7 +31,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--bpp", type=float, default=None, help="target bits per pixel at 8 bits per stored value")
     p.add_argument("--no-diff", action="store_true", help="drop the diff stream (HNeRV-style ablation, same budget)")
     p.add_argument("--diff-stride", type=int, default=None, help="diff embedding at 1/N of the frame (default: auto)")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=50, help="fitting epochs (default 50, about 4 min at 160x320 here; the paper uses 300)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--loss", choices=["l2", "l1ssim"], default="l2")
@@ -50,6 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="run folder: model, report, checkpoint")
+
+    p = sub.add_parser("encode", help="compress a clip into one .dnerv file")
+    _add_input_options(p)
+    _add_model_options(p)
+    p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
+    p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder channels to remove (e.g. 0.1)")
+    p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 10%% of --epochs)")
+    p.add_argument("--bits", type=int, default=8, help="quantization bits for weights and embeddings (2..16)")
+    p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
+
+    p = sub.add_parser("decode", help="rebuild the video from a .dnerv file")
+    p.add_argument("input", help="a .dnerv file")
+    p.add_argument("-o", "--output", required=True, help=".mkv (FFV1), .mp4 (lossless x264rgb), .y4m, or DIR/ for PNGs")
+    p.add_argument("--start", type=int, default=0, help="first frame to decode")
+    p.add_argument("--frames", type=int, default=None, help="number of frames to decode (default: to the end)")
+    p.add_argument("--device", default="cpu", help="cpu (default, bit-exact on one machine), cuda or auto")
+
+    p = sub.add_parser("info", help="describe a .dnerv file: version, video, decoder, bytes of each part")
+    p.add_argument("input", help="a .dnerv file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -124,7 +144,57 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fit": cmd_fit}
+def cmd_encode(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .codec import EncodeConfig, decode, encode_video
+    from .metrics import psnr
+    from .video import write_bytes_atomic
+
+    video = _read(args)
+    T, H, W, _ = video.frames.shape
+    fit_cfg = _fit_config(args)
+    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 10)
+    cfg = EncodeConfig(
+        resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
+        bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
+        fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
+        device=args.device,
+    )
+    out = Path(args.output)
+    run_dir = Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
+    report = encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+    write_bytes_atomic(out, report.data)
+    if not args.run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    decoded, _ = decode(report.data)
+    quality = psnr(video.frames, decoded)
+    pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
+    print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded "
+          f"(float model {report.psnr_fit:.2f} dB{pruned}); {T} frames {H}x{W}, "
+          f"encode {sum(report.timings.values()) / 60:.1f} min")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .codec import decode
+    from .video import write_video
+
+    frames, header = decode(args.input, args.start, args.frames, args.device)
+    path = write_video(args.output, frames, header["video"]["fps"])
+    print(f"{path}: {frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import describe, format_info
+
+    info = describe(Path(args.input))
+    print(json.dumps(info, indent=1) if args.json else format_info(info))
+    return 0
+
+
+COMMANDS = {"fit": cmd_fit, "encode": cmd_encode, "decode": cmd_decode, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,6 +177,29 @@ def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+class _StopAtStepBoundary:
+    """Turns the first Ctrl-C into a flag that the loop checks between steps, so that a checkpoint never holds
+    a half-applied optimizer step; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopAtStepBoundary":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def fit(
     frames: np.ndarray,
     model_cfg: ModelConfig,
@@ -250,55 +275,56 @@ def fit(
     bar = tqdm(total=total_steps, initial=epoch * steps_per_epoch + step_in_epoch, disable=not progress,
                unit="step", dynamic_ncols=True, desc=desc, mininterval=0.5 if sys.stderr.isatty() else 30)
     model.train()
-    try:
-        while epoch < cfg.epochs:
-            order = epoch_order(cfg.seed, epoch, T).to(device)
-            sq_err, n_err, loss_sum = 0.0, 0, 0.0
-            while step_in_epoch < steps_per_epoch:
-                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                    raise KeyboardInterrupt
-                global_step = epoch * steps_per_epoch + step_in_epoch
-                for group in optim.param_groups:
-                    group["lr"] = learning_rate(cfg, global_step, total_steps)
-                idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
-                cur, diff = clip.batch(idx, with_diff)
-                out = model(cur, diff)
-                loss = reconstruction_loss(cfg.loss, out, cur)
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                optim.step()
-                with torch.no_grad():
-                    sq_err += float((out.detach() - cur).pow(2).mean()) * len(idx)
-                n_err += len(idx)
-                loss_sum += float(loss.detach()) * len(idx)
-                step_in_epoch += 1
-                steps_this_call += 1
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_ckpt > cfg.checkpoint_minutes * 60:
-                    checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
-                    last_ckpt = now
+    with _StopAtStepBoundary() as stopper:
+        try:
+            while epoch < cfg.epochs:
+                order = epoch_order(cfg.seed, epoch, T).to(device)
+                sq_err, n_err, loss_sum = 0.0, 0, 0.0
+                while step_in_epoch < steps_per_epoch:
+                    if stopper.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
+                        raise KeyboardInterrupt
+                    global_step = epoch * steps_per_epoch + step_in_epoch
+                    for group in optim.param_groups:
+                        group["lr"] = learning_rate(cfg, global_step, total_steps)
+                    idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+                    cur, diff = clip.batch(idx, with_diff)
+                    out = model(cur, diff)
+                    loss = reconstruction_loss(cfg.loss, out, cur)
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip_grad > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                    optim.step()
+                    with torch.no_grad():
+                        sq_err += float((out.detach() - cur).pow(2).mean()) * len(idx)
+                    n_err += len(idx)
+                    loss_sum += float(loss.detach()) * len(idx)
+                    step_in_epoch += 1
+                    steps_this_call += 1
+                    bar.update(1)
+                    now = time.perf_counter()
+                    if now - last_ckpt > cfg.checkpoint_minutes * 60:
+                        checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
+                        last_ckpt = now
+                seconds = elapsed_before + time.perf_counter() - start
+                # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
+                record = {
+                    "epoch": epoch + 1,
+                    "loss": loss_sum / max(1, n_err),
+                    "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
+                    "seconds": seconds,
+                }
+                history.append(record)
+                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}")
+                if on_epoch:
+                    on_epoch(record)
+                epoch, step_in_epoch = epoch + 1, 0
+        except KeyboardInterrupt:
+            bar.close()
             seconds = elapsed_before + time.perf_counter() - start
-            # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
-            record = {
-                "epoch": epoch + 1,
-                "loss": loss_sum / max(1, n_err),
-                "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
-                "seconds": seconds,
-            }
-            history.append(record)
-            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}")
-            if on_epoch:
-                on_epoch(record)
-            epoch, step_in_epoch = epoch + 1, 0
-    except KeyboardInterrupt:
-        bar.close()
-        seconds = elapsed_before + time.perf_counter() - start
-        checkpoint(epoch, step_in_epoch, seconds)
-        where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
-        raise FitInterrupted(f"fit interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
+            checkpoint(epoch, step_in_epoch, seconds)
+            where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
+            raise FitInterrupted(f"fit interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
     bar.close()
     seconds = elapsed_before + time.perf_counter() - start
     checkpoint(epoch, 0, seconds)

@@ -67,3 +67,22 @@ def test_learning_rate_warms_up_then_decays():
 def test_l1ssim_loss_option_fits(clip):
     result = fit(clip, small_model(clip), FitConfig(epochs=3, lr=3e-3, loss="l1ssim"), "cpu", progress=False)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_ctrl_c_stops_between_steps_and_leaves_a_checkpoint(clip, tmp_path):
+    import os
+    import signal
+    import threading
+
+    model_cfg = small_model(clip)
+    long_fit = FitConfig(epochs=10_000, lr=5e-3, seed=1, batch_size=2)
+    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(FitInterrupted, match="--resume"):
+            fit(clip, model_cfg, long_fit, "cpu", run_dir=tmp_path, progress=False)
+    finally:
+        timer.cancel()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] * 4 + state["step_in_epoch"] > 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

@@ -1,0 +1,296 @@
+"""The public pipeline: encode(source, EncodeConfig) -> bytes and decode(bytes | path) -> (frames, meta).
+
+encode: read -> size the model -> fit -> prune + fine-tune -> embed -> quantize + entropy-code -> container.
+The encoders are dropped: the file holds the decoder config, its quantized weights, and the per-frame content
+and diff embeddings. decode rebuilds the decoder from the file alone and runs it frame batch by frame batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .bitstream import Container, Segment, decode_tensor, encode_tensor, read_container, write_container
+from .compress.prune import prune_decoder
+from .errors import BitstreamError, ConfigError, DnervError
+from .fit import ClipTensor, FitConfig, evaluate, fit, resolve_device
+from .metrics import psnr
+from .models.dnerv import DNeRV, Decoder, DecoderConfig, ModelConfig, decoder_params
+from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
+from .video import Video, read_video
+
+MAX_SIDE = 8192
+MAX_FRAMES = 1_000_000
+MAX_OUTPUT_BYTES = 4 << 30  # a decoded clip larger than this is refused as implausible
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    resolution: tuple[int, int] | None = None
+    start: int = 0
+    num_frames: int | None = None
+    size: str | None = None  # stored values ("85k", "0.35M"); None -> bpp
+    bpp: float = 0.1  # target bpp at 8 bits per stored value, used when size is None
+    use_diff: bool = True
+    diff_stride: int | None = None
+    fit: FitConfig = field(default_factory=FitConfig)
+    prune: float = 0.0  # fraction of the decoder's channels removed in every prunable group
+    prune_epochs: int = 0  # fine-tuning epochs after pruning
+    bits: int = 8
+    device: str = "auto"
+
+
+@dataclass
+class EncodeReport:
+    """What an encode measured along the way, for the CLI and the benchmarks."""
+
+    data: bytes
+    frames: int
+    height: int
+    width: int
+    fps: float
+    sizing: Sizing
+    decoder_config: DecoderConfig
+    psnr_fit: float  # float model after fitting (encoders in the loop)
+    psnr_pruned: float | None  # float model after pruning + fine-tuning
+    timings: dict[str, float]
+
+    @property
+    def bpp(self) -> float:
+        return len(self.data) * 8 / (self.frames * self.height * self.width)
+
+
+def _budget(cfg: EncodeConfig, t: int, h: int, w: int) -> int:
+    return parse_budget(cfg.size) if cfg.size is not None else budget_from_bpp(cfg.bpp, t, h, w)
+
+
+@torch.no_grad()
+def _embeddings(model: DNeRV, clip: ClipTensor, batch: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
+    model.eval()
+    content, diff = [], []
+    with_diff = model.diff_encoder is not None
+    for s in range(0, clip.num_frames, batch):
+        idx = torch.arange(s, min(s + batch, clip.num_frames), device=clip.data.device)
+        c, d = model.embed(*clip.batch(idx, with_diff))
+        content.append(c.float().cpu().contiguous())
+        if d is not None:
+            diff.append(d.float().cpu().contiguous())
+    return torch.cat(content).numpy(), (torch.cat(diff).numpy() if diff else None)
+
+
+def encode_video(
+    video: Video,
+    cfg: EncodeConfig,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    ancillary: dict[str, bytes] | None = None,
+) -> EncodeReport:
+    """Fit, compress and pack one clip. A run_dir keeps checkpoints so an interrupted encode resumes."""
+    frames = video.frames
+    T, H, W, _ = frames.shape
+    timings: dict[str, float] = {}
+    sizing = size_model(H, W, T, _budget(cfg, T, H, W), cfg.use_diff, cfg.diff_stride)
+    device = resolve_device(cfg.device)
+
+    t0 = time.perf_counter()
+    fitted = fit(frames, sizing.config, cfg.fit, device, run_dir, resume, progress, desc="fit")
+    timings["fit"] = time.perf_counter() - t0
+    model, psnr_pruned = fitted.model, None
+
+    if cfg.prune > 0:
+        t0 = time.perf_counter()
+        decoder, dec_cfg = prune_decoder(model.decoder, cfg.prune)
+        pruned_cfg = replace(sizing.config, decoder=dec_cfg)
+        state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+        state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+        if cfg.prune_epochs > 0:
+            tune = replace(cfg.fit, epochs=cfg.prune_epochs, lr=cfg.fit.lr / 10, warmup=0.0)
+            tune_dir = Path(run_dir) / "prune" if run_dir is not None else None
+            tuned = fit(frames, pruned_cfg, tune, device, tune_dir, resume, progress, init_state=state, desc="prune")
+            model, psnr_pruned = tuned.model, tuned.psnr
+        else:
+            model = DNeRV(pruned_cfg)
+            model.load_state_dict(state)
+            model = model.to(device)
+            psnr_pruned = float(evaluate(model, ClipTensor(frames, device)).mean())
+        timings["prune"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    content, diff = _embeddings(model, ClipTensor(frames, device))
+    dec_cfg = model.decoder.cfg
+    tensors = {
+        f"w.{name}": encode_tensor(f"w.{name}", p.detach().cpu().float().numpy(), cfg.bits, "weight")
+        for name, p in model.decoder.state_dict().items()
+    }
+    tensors["e.content"] = encode_tensor("e.content", content, cfg.bits, "embedding")
+    if diff is not None:
+        tensors["e.diff"] = encode_tensor("e.diff", diff, cfg.bits, "embedding")
+    header = {
+        "encoder": f"dnervcodec {__version__}",
+        "video": {"frames": T, "height": H, "width": W, "fps": video.fps,
+                  "source_size": list(video.source_size), "start": cfg.start},
+        "coding": {"bits": cfg.bits, "prune": cfg.prune, "budget": sizing.budget},
+    }
+    segment = Segment(meta={"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, tensors=tensors)
+    timings["quantize_entropy_code"] = time.perf_counter() - t0
+    extra = dict(ancillary or {})
+    extra["timings"] = json.dumps(timings).encode()
+    data = write_container(Container(header=header, segments=[segment], ancillary=extra))
+    return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, timings)
+
+
+def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:
+    """Read `source` (any FFmpeg-readable file, a folder of images or sample:NAME) and return a .dnerv file."""
+    video = read_video(source, cfg.resolution, cfg.start, cfg.num_frames)
+    return encode_video(video, cfg, **kwargs).data
+
+
+# ---------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class DecodedSegment:
+    first_frame: int
+    frames: int
+    decoder: DecoderConfig
+    weights: dict[str, np.ndarray]
+    content: np.ndarray
+    diff: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """Everything `decode` needs, validated; nothing has been run yet."""
+
+    header: dict
+    segments: list[DecodedSegment]
+    ancillary: dict[str, bytes]
+
+    @property
+    def video(self) -> dict:
+        return self.header["video"]
+
+
+def _int(d: dict, key: str, lo: int, hi: int) -> int:
+    v = d.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise BitstreamError(f"header field '{key}' is missing or out of range")
+    return v
+
+
+def parse(data: bytes | bytearray | memoryview) -> StreamInfo:
+    """Read and validate a .dnerv file without running the decoder: every shape is checked against the config."""
+    c = read_container(bytes(data))
+    h = c.header
+    video = h.get("video")
+    if not isinstance(video, dict):
+        raise BitstreamError("header has no video description")
+    T = _int(video, "frames", 1, MAX_FRAMES)
+    H = _int(video, "height", 1, MAX_SIDE)
+    W = _int(video, "width", 1, MAX_SIDE)
+    if T * H * W * 3 > MAX_OUTPUT_BYTES:
+        raise BitstreamError(f"the file claims {T} frames of {H}x{W}, more than this decoder will allocate")
+    fps = video.get("fps")
+    if not isinstance(fps, (int, float)) or not 0 < fps < 1000:
+        raise BitstreamError("header field 'fps' is missing or out of range")
+    if not c.segments:
+        raise BitstreamError("the file holds no segment")
+    segments, covered = [], 0
+    for seg in c.segments:
+        meta = seg.meta
+        first = _int(meta, "first_frame", 0, T - 1)
+        n = _int(meta, "frames", 1, T)
+        if first != covered or first + n > T:
+            raise BitstreamError("segments do not tile the clip's frames in order")
+        covered += n
+        try:
+            dec = DecoderConfig.from_dict(meta.get("decoder") if isinstance(meta.get("decoder"), dict) else {})
+        except (ConfigError, KeyError, TypeError) as e:
+            raise BitstreamError(f"invalid decoder config in the file: {e}") from None
+        if (dec.height, dec.width) != (H, W) or max(dec.strides) > 8 or len(dec.strides) > 8:
+            raise BitstreamError("decoder config does not match the video size")
+        expected = _expected_shapes(dec, n)
+        if set(seg.tensors) != set(expected):
+            raise BitstreamError("the file's tensors do not match its decoder config")
+        arrays = {}
+        for name, shape in expected.items():
+            t = seg.tensors[name]
+            if tuple(t.quant.shape) != shape:
+                raise BitstreamError(f"tensor {name} has shape {tuple(t.quant.shape)}, expected {shape}")
+            arrays[name] = decode_tensor(t)
+        weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w.")}
+        segments.append(DecodedSegment(first, n, dec, weights, arrays["e.content"], arrays.get("e.diff")))
+    if covered != T:
+        raise BitstreamError("segments do not cover every frame")
+    return StreamInfo(h, segments, c.ancillary)
+
+
+def _expected_shapes(dec: DecoderConfig, frames: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of every tensor a file with this config must hold, computed without building a module."""
+    if decoder_params(dec) > 1 << 28:
+        raise BitstreamError("decoder config is implausibly large")
+    with torch.device("meta"):
+        module = Decoder(dec)
+    shapes = {f"w.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
+    shapes["e.content"] = (frames, dec.embed_ch, *dec.embed_hw)
+    if dec.diff_ch:
+        shapes["e.diff"] = (frames, dec.diff_ch, *dec.diff_hw)
+    return shapes
+
+
+def _run_segment(seg: DecodedSegment, start: int, stop: int, device: torch.device, batch: int = 4) -> np.ndarray:
+    decoder = Decoder(seg.decoder)
+    decoder.load_state_dict({k: torch.from_numpy(v) for k, v in seg.weights.items()})
+    decoder = decoder.to(device).eval()
+    out = np.empty((stop - start, seg.decoder.height, seg.decoder.width, 3), np.uint8)
+    with torch.inference_mode():
+        for s in range(start, stop, batch):
+            e = min(s + batch, stop)
+            c = torch.from_numpy(seg.content[s:e]).to(device)
+            d = torch.from_numpy(seg.diff[s:e]).to(device) if seg.diff is not None else None
+            rgb = decoder(c, d).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
+            out[s - start : e - start] = rgb.permute(0, 2, 3, 1).cpu().numpy()
+    return out
+
+
+def decode(
+    source: bytes | bytearray | memoryview | str | os.PathLike,
+    start: int = 0,
+    num_frames: int | None = None,
+    device: str = "cpu",
+) -> tuple[np.ndarray, dict]:
+    """Decode frames [start, start+num_frames) of a .dnerv file (bytes or path) -> (uint8 [T,H,W,3], header)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise DnervError(f"input not found: {path}")
+        data = path.read_bytes()
+    else:
+        data = source
+    info = parse(data)
+    T = info.video["frames"]
+    stop = T if num_frames is None else start + num_frames
+    if not 0 <= start < stop <= T:
+        raise ConfigError(f"frame range {start}..{stop - 1} is outside the clip's {T} frames")
+    dev = resolve_device(device)
+    parts = []
+    for seg in info.segments:
+        lo, hi = max(start, seg.first_frame), min(stop, seg.first_frame + seg.frames)
+        if lo < hi:
+            parts.append(_run_segment(seg, lo - seg.first_frame, hi - seg.first_frame, dev))
+    return np.concatenate(parts), info.header
+
+
+def decoded_psnr(reference: np.ndarray, data: bytes) -> float:
+    return psnr(reference, decode(data)[0])
+
+
+__all__ = ["EncodeConfig", "EncodeReport", "encode", "encode_video", "decode", "parse", "StreamInfo", "decoded_psnr"]
