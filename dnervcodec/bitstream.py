@@ -1,0 +1,461 @@
+"""The .dnerv container: a PNG-like sequence of CRC-checked chunks. Spec: docs/bitstream.md.
+
+A file is a 9-byte signature, a format version, then chunks ``length | type | data | CRC-32(type + data)``:
+``HEAD`` (first, once), per segment a ``SEGM`` followed by its ``TNSR`` chunks, ancillary ``tEXt`` chunks
+anywhere in between, and ``IEND`` (last, once). A chunk type whose first letter is upper case is critical
+(an unknown one stops the reader); lower case is ancillary (an unknown one is skipped).
+
+A bitstream is untrusted input: there is no pickle, torch or eval here, every length, count and shape is
+checked against fixed limits and against the bytes left before anything is allocated, and every problem
+raises :class:`BitstreamError`. :func:`read_container` parses and validates but does not entropy-decode;
+:func:`decode_tensor` decodes one tensor at a time, after bounding its symbol count by its coded size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator, Literal
+
+import numpy as np
+
+from .compress.entropy import MODELS, CodedSymbols, check_coded, decode_symbols, encode_symbols
+from .compress.quant import MAX_BITS, MIN_BITS, QuantParams, dequantize, quantize_embedding, quantize_weight
+from .errors import BitstreamError, ConfigError
+
+SIGNATURE = b"\x8bDNRV\r\n\x1a\n"
+FORMAT_VERSION: tuple[int, int] = (1, 0)
+
+MAX_CHUNK_LENGTH = (1 << 31) - 1
+MAX_JSON_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
+MAX_DIMS = 8
+MAX_DIM = 1 << 24
+MAX_ELEMENTS = 1 << 28
+MAX_SEGMENTS = 1 << 16
+MAX_TENSORS_PER_SEGMENT = 1 << 16
+MAX_NAME_BYTES = 255
+MAX_ANCILLARY_NAME_BYTES = 79
+NO_AXIS = 0xFF
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+_PREAMBLE = len(SIGNATURE) + 4
+_FRAMING = 12  # length + type + CRC around each chunk's data
+
+
+@dataclass(frozen=True)
+class CodedTensor:
+    """One named tensor as stored: how to dequantize it and its entropy-coded symbols."""
+
+    name: str
+    quant: QuantParams
+    coded: CodedSymbols
+
+
+@dataclass
+class Segment:
+    """A group of frames decodable on its own: free-form JSON meta and its tensors, in file order."""
+
+    meta: dict
+    tensors: dict[str, CodedTensor] = field(default_factory=dict)
+
+
+@dataclass
+class Container:
+    """A whole file: JSON header (video meta, decoder config, coding params), segments, ancillary blobs."""
+
+    header: dict
+    segments: list[Segment] = field(default_factory=list)
+    ancillary: dict[str, bytes] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- tensors
+
+
+def encode_tensor(
+    name: str, array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]
+) -> CodedTensor:
+    """Quantize (per output channel for weights, per tensor/channel for embeddings) and entropy-code."""
+    if kind == "weight":
+        symbols, quant = quantize_weight(array, bits)
+    elif kind == "embedding":
+        symbols, quant = quantize_embedding(array, bits)
+    else:
+        raise ConfigError(f"tensor kind must be 'weight' or 'embedding', got {kind!r}")
+    return CodedTensor(name=name, quant=quant, coded=encode_symbols(symbols, quant.levels))
+
+
+def decode_tensor(t: CodedTensor) -> np.ndarray:
+    """Entropy-decode and dequantize to float32 of the stored shape; BitstreamError if anything is off."""
+    _check_tensor(t)
+    return dequantize(decode_symbols(t.coded), t.quant)
+
+
+def _check_quant(q: QuantParams) -> None:
+    shape = q.shape
+    if not isinstance(shape, tuple) or len(shape) > MAX_DIMS:
+        raise BitstreamError(f"corrupt tensor: more than {MAX_DIMS} dimensions")
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DIM:
+            raise BitstreamError(f"corrupt tensor: dimension {d!r} outside [1, {MAX_DIM}]")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise BitstreamError(f"corrupt tensor: shape {shape} has more than {MAX_ELEMENTS} elements")
+    if isinstance(q.bits, bool) or not isinstance(q.bits, int) or not MIN_BITS <= q.bits <= MAX_BITS:
+        raise BitstreamError(f"corrupt tensor: {q.bits!r} bits outside [{MIN_BITS}, {MAX_BITS}]")
+    if q.axis is None:
+        channels = 1
+    elif isinstance(q.axis, int) and not isinstance(q.axis, bool) and 0 <= q.axis < len(shape):
+        channels = shape[q.axis]
+    else:
+        raise BitstreamError(f"corrupt tensor: quantization axis {q.axis!r} for a {len(shape)}-d tensor")
+    for what, arr in (("scale", q.scale), ("offset", q.offset)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.shape != (channels,):
+            raise BitstreamError(f"corrupt tensor: {what} must be {channels} float32 values")
+        if not np.isfinite(arr).all():
+            raise BitstreamError(f"corrupt tensor: {what} is not finite")
+    if (q.scale < 0).any():
+        raise BitstreamError("corrupt tensor: negative quantization scale")
+    top = np.abs(q.offset.astype(np.float64)) + q.scale.astype(np.float64) * ((1 << q.bits) - 1)
+    if (top > _FLOAT32_MAX).any():
+        raise BitstreamError("corrupt tensor: quantization range overflows float32")
+
+
+def _check_tensor(t: CodedTensor) -> None:
+    """Cross-check quantization and coding fields of one tensor (no decoding)."""
+    if not isinstance(t.quant, QuantParams) or not isinstance(t.coded, CodedSymbols):
+        raise BitstreamError("corrupt tensor: malformed fields")
+    _check_quant(t.quant)
+    check_coded(t.coded)
+    if t.coded.alphabet != 1 << t.quant.bits:
+        raise BitstreamError(f"corrupt tensor: alphabet {t.coded.alphabet} does not match {t.quant.bits} bits")
+    if t.coded.count != math.prod(t.quant.shape):
+        raise BitstreamError(f"corrupt tensor: {t.coded.count} symbols for shape {t.quant.shape}")
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def _chunk(ctype: bytes, data: bytes) -> bytes:
+    if len(data) > MAX_CHUNK_LENGTH:
+        raise ValueError(f"chunk {ctype!r} of {len(data)} bytes exceeds the format limit")
+    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(ctype)))
+
+
+def _json_bytes(obj: dict, what: str) -> bytes:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be a dict, got {type(obj).__name__}")
+    try:
+        data = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{what} is not JSON-serializable: {exc}") from None
+    try:
+        _parse_json(data, what)  # the reader must accept what we write (size and depth limits)
+    except BitstreamError as exc:
+        raise ValueError(f"{what} cannot be written: {exc}") from None
+    return data
+
+
+def _name_bytes(name: str, limit: int, what: str) -> bytes:
+    data = name.encode("utf-8") if isinstance(name, str) else b""
+    if not 1 <= len(data) <= limit or "\x00" in name:
+        raise ValueError(f"{what} {name!r} must be 1 to {limit} UTF-8 bytes without NUL")
+    return data
+
+
+def _tensor_data(segment: int, index: int, t: CodedTensor) -> bytes:
+    try:
+        _check_tensor(t)
+    except BitstreamError as exc:
+        raise ValueError(f"tensor {t.name!r} cannot be written: {exc}") from None
+    q, c = t.quant, t.coded
+    name = _name_bytes(t.name, MAX_NAME_BYTES, "tensor name")
+    parts = [
+        struct.pack(">IIH", segment, index, len(name)),
+        name,
+        struct.pack(">B", len(q.shape)),
+        struct.pack(f">{len(q.shape)}I", *q.shape),
+        struct.pack(">BBI", q.bits, NO_AXIS if q.axis is None else q.axis, q.scale.size),
+        q.scale.astype(">f4").tobytes(),
+        q.offset.astype(">f4").tobytes(),
+        struct.pack(">BIII", MODELS.index(c.model), c.alphabet, c.count, c.params.size),
+        c.params.astype(">f4").tobytes(),
+        struct.pack(">I", c.words.size),
+        c.words.astype(">u4").tobytes(),
+    ]
+    return b"".join(parts)
+
+
+def write_container(c: Container) -> bytes:
+    """Serialize a container; ValueError if it breaks a format limit (the reader would refuse it)."""
+    if len(c.segments) > MAX_SEGMENTS:
+        raise ValueError(f"at most {MAX_SEGMENTS} segments")
+    out = [SIGNATURE, struct.pack(">HH", *FORMAT_VERSION)]
+    out.append(_chunk(b"HEAD", struct.pack(">I", len(c.segments)) + _json_bytes(c.header, "header")))
+    for key, blob in c.ancillary.items():
+        if not isinstance(blob, (bytes, bytearray)):
+            raise ValueError(f"ancillary {key!r} must be bytes")
+        out.append(_chunk(b"tEXt", _name_bytes(key, MAX_ANCILLARY_NAME_BYTES, "ancillary name") + b"\0" + blob))
+    for i, seg in enumerate(c.segments):
+        if len(seg.tensors) > MAX_TENSORS_PER_SEGMENT:
+            raise ValueError(f"segment {i} has more than {MAX_TENSORS_PER_SEGMENT} tensors")
+        meta = _json_bytes(seg.meta, f"segment {i} meta")
+        out.append(_chunk(b"SEGM", struct.pack(">II", i, len(seg.tensors)) + meta))
+        for j, (name, t) in enumerate(seg.tensors.items()):
+            if name != t.name:
+                raise ValueError(f"segment {i}: tensor stored under key {name!r} is named {t.name!r}")
+            out.append(_chunk(b"TNSR", _tensor_data(i, j, t)))
+    out.append(_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _reject_constant(token: str) -> None:
+    raise ValueError(f"non-standard JSON constant {token}")
+
+
+def _unique_pairs(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
+
+
+def _parse_json(data: bytes | memoryview, what: str) -> dict:
+    """Strict, bounded JSON: UTF-8, an object at the top, no NaN/Infinity, no duplicate keys, depth <= 32."""
+    if len(data) > MAX_JSON_BYTES:
+        raise BitstreamError(f"{what} JSON is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        text = bytes(data).decode("utf-8")
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_pairs)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise BitstreamError(f"corrupt {what}: invalid JSON ({str(exc)[:80]})") from None
+    if not isinstance(obj, dict):
+        raise BitstreamError(f"corrupt {what}: JSON must be an object")
+    stack = [(obj, 1)]
+    while stack:  # iterative depth check
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BitstreamError(f"corrupt {what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return obj
+
+
+class _Cursor:
+    """Bounds-checked big-endian reader over one chunk's data."""
+
+    def __init__(self, data: memoryview, what: str) -> None:
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or n > len(self.data) - self.pos:
+            raise BitstreamError(f"corrupt {self.what}: field runs past the end of its chunk")
+        view = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return view
+
+    def unpack(self, fmt: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+    def array(self, n: int, dtype: str) -> np.ndarray:
+        """n big-endian items -> native array; the byte count is checked against the chunk first."""
+        raw = self.take(n * np.dtype(dtype).itemsize)
+        return np.frombuffer(raw, dtype=dtype).astype(dtype.replace(">", "="))
+
+    def rest(self) -> memoryview:
+        return self.take(len(self.data) - self.pos)
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise BitstreamError(f"corrupt {self.what}: {len(self.data) - self.pos} unexpected trailing bytes")
+
+
+def _check_version(data: bytes | memoryview) -> None:
+    head = bytes(data[: len(SIGNATURE)])
+    if head != SIGNATURE:
+        if len(head) == len(SIGNATURE) and head[1:5] == SIGNATURE[1:5]:
+            raise BitstreamError(
+                "damaged .dnerv file: its signature was altered, e.g. by a text-mode (line-ending) transfer; "
+                "copy it again in binary mode"
+            )
+        raise BitstreamError("not a .dnerv file (bad signature), or the file is damaged or truncated")
+    if len(data) < _PREAMBLE:
+        raise BitstreamError("truncated .dnerv file: no format version")
+    major, minor = struct.unpack(">HH", data[len(SIGNATURE) : _PREAMBLE])
+    if major > FORMAT_VERSION[0]:
+        raise BitstreamError(
+            f"this file was written by a newer dnervcodec (format {major}.{minor}, we read "
+            f"{FORMAT_VERSION[0]}.x); upgrade dnervcodec"
+        )
+    if major < 1:
+        raise BitstreamError(f"unsupported .dnerv format version {major}.{minor}")
+
+
+def _chunks(data: bytes | memoryview) -> Iterator[tuple[bytes, memoryview, int]]:
+    """Yield (type, data, total bytes incl. framing) for each CRC-checked chunk after the preamble."""
+    view = memoryview(data)
+    _check_version(view)
+    pos = _PREAMBLE
+    while pos < len(view):
+        if len(view) - pos < _FRAMING:
+            raise BitstreamError(f"truncated .dnerv file: chunk header at byte {pos} is cut off")
+        (length,) = struct.unpack(">I", view[pos : pos + 4])
+        ctype = bytes(view[pos + 4 : pos + 8])
+        if not all(65 <= b <= 90 or 97 <= b <= 122 for b in ctype):
+            raise BitstreamError(f"corrupt .dnerv file: invalid chunk type {ctype!r} at byte {pos}")
+        if length > MAX_CHUNK_LENGTH or length > len(view) - pos - _FRAMING:
+            raise BitstreamError(
+                f"truncated or corrupt .dnerv file: chunk {ctype.decode()} at byte {pos} claims {length} bytes"
+            )
+        body = view[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", view[pos + 8 + length : pos + 12 + length])
+        if zlib.crc32(body, zlib.crc32(ctype)) != crc:
+            raise BitstreamError(f"corrupt .dnerv file: CRC mismatch in chunk {ctype.decode()} at byte {pos}")
+        yield ctype, body, length + _FRAMING
+        pos += length + _FRAMING
+
+
+def _read_tensor(data: memoryview) -> tuple[int, int, CodedTensor]:
+    cur = _Cursor(data, "TNSR chunk")
+    segment, index, name_len = cur.unpack(">IIH")
+    if not 1 <= name_len <= MAX_NAME_BYTES:
+        raise BitstreamError(f"corrupt TNSR chunk: name length {name_len}")
+    try:
+        name = bytes(cur.take(name_len)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BitstreamError("corrupt TNSR chunk: tensor name is not UTF-8") from None
+    if "\x00" in name:
+        raise BitstreamError("corrupt TNSR chunk: NUL in tensor name")
+    what = f"tensor {name!r}"
+    cur.what = what
+    (ndim,) = cur.unpack(">B")
+    if ndim > MAX_DIMS:
+        raise BitstreamError(f"corrupt {what}: {ndim} dimensions (at most {MAX_DIMS})")
+    shape = tuple(int(d) for d in cur.unpack(f">{ndim}I"))
+    if any(not 1 <= d <= MAX_DIM for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+        raise BitstreamError(f"corrupt {what}: shape {shape} out of limits")
+    bits, axis, nq = cur.unpack(">BBI")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise BitstreamError(f"corrupt {what}: {bits} bits")
+    if axis != NO_AXIS and axis >= ndim:
+        raise BitstreamError(f"corrupt {what}: quantization axis {axis} for {ndim} dimensions")
+    expected = 1 if axis == NO_AXIS else shape[axis]
+    if nq != expected:
+        raise BitstreamError(f"corrupt {what}: {nq} scales, expected {expected}")
+    scale = cur.array(nq, ">f4")
+    offset = cur.array(nq, ">f4")
+    model, alphabet, count, nparams = cur.unpack(">BIII")
+    if model >= len(MODELS):
+        raise BitstreamError(f"corrupt {what}: unknown entropy model {model}")
+    if nparams > alphabet + 1:
+        raise BitstreamError(f"corrupt {what}: {nparams} model parameters for alphabet {alphabet}")
+    params = cur.array(nparams, ">f4")
+    (nwords,) = cur.unpack(">I")
+    words = cur.array(nwords, ">u4")
+    cur.done()
+    quant = QuantParams(shape=shape, bits=bits, axis=None if axis == NO_AXIS else axis, scale=scale, offset=offset)
+    coded = CodedSymbols(model=MODELS[model], alphabet=alphabet, count=count, params=params, words=words)
+    tensor = CodedTensor(name=name, quant=quant, coded=coded)
+    _check_tensor(tensor)
+    return segment, index, tensor
+
+
+def _read_ancillary(data: memoryview) -> tuple[str, bytes]:
+    raw = bytes(data)
+    nul = raw.find(b"\0", 0, MAX_ANCILLARY_NAME_BYTES + 1)
+    if nul < 1:
+        raise BitstreamError("corrupt tEXt chunk: missing or over-long name")
+    try:
+        name = raw[:nul].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BitstreamError("corrupt tEXt chunk: name is not UTF-8") from None
+    return name, raw[nul + 1 :]
+
+
+def read_container(data: bytes) -> Container:
+    """Parse and validate a whole file (tensors are checked but not decoded); BitstreamError on any fault."""
+    header: dict | None = None
+    n_segments = 0
+    segments: list[Segment] = []
+    expected_tensors = 0
+    ancillary: dict[str, bytes] = {}
+    ended = False
+    for ctype, body, _ in _chunks(data):
+        if ended:
+            raise BitstreamError("corrupt .dnerv file: chunks after IEND")
+        if header is None and ctype != b"HEAD":
+            raise BitstreamError(f"corrupt .dnerv file: first chunk is {ctype.decode()}, not HEAD")
+        if ctype == b"HEAD":
+            if header is not None:
+                raise BitstreamError("corrupt .dnerv file: repeated HEAD chunk")
+            cur = _Cursor(body, "HEAD chunk")
+            (n_segments,) = cur.unpack(">I")
+            if n_segments > MAX_SEGMENTS:
+                raise BitstreamError(f"corrupt HEAD chunk: {n_segments} segments (at most {MAX_SEGMENTS})")
+            header = _parse_json(cur.rest(), "header")
+        elif ctype == b"SEGM":
+            if segments and len(segments[-1].tensors) != expected_tensors:
+                raise BitstreamError(f"corrupt .dnerv file: segment {len(segments) - 1} is missing tensors")
+            cur = _Cursor(body, "SEGM chunk")
+            index, expected_tensors = cur.unpack(">II")
+            if index != len(segments) or index >= n_segments:
+                raise BitstreamError(f"corrupt .dnerv file: segment {index} out of order or not declared")
+            if expected_tensors > MAX_TENSORS_PER_SEGMENT:
+                raise BitstreamError(f"corrupt SEGM chunk: {expected_tensors} tensors")
+            segments.append(Segment(meta=_parse_json(cur.rest(), f"segment {index} meta"), tensors={}))
+        elif ctype == b"TNSR":
+            if not segments:
+                raise BitstreamError("corrupt .dnerv file: tensor before any SEGM chunk")
+            segment, index, tensor = _read_tensor(body)
+            tensors = segments[-1].tensors
+            if segment != len(segments) - 1 or index != len(tensors) or index >= expected_tensors:
+                raise BitstreamError(f"corrupt .dnerv file: tensor {tensor.name!r} out of order or not declared")
+            if tensor.name in tensors:
+                raise BitstreamError(f"corrupt .dnerv file: tensor {tensor.name!r} repeated in a segment")
+            tensors[tensor.name] = tensor
+        elif ctype == b"tEXt":
+            name, blob = _read_ancillary(body)
+            if name in ancillary:
+                raise BitstreamError(f"corrupt .dnerv file: repeated ancillary chunk {name!r}")
+            ancillary[name] = blob
+        elif ctype == b"IEND":
+            if len(body):
+                raise BitstreamError("corrupt IEND chunk: it must be empty")
+            if len(segments) != n_segments or (segments and len(segments[-1].tensors) != expected_tensors):
+                raise BitstreamError("truncated .dnerv file: segments or tensors are missing before IEND")
+            ended = True
+        elif 65 <= ctype[0] <= 90:
+            raise BitstreamError(
+                f"this file needs chunk type {ctype.decode()}, which this dnervcodec does not know; upgrade dnervcodec"
+            )
+        # else: unknown ancillary chunk, CRC-checked and skipped
+    if header is None:
+        raise BitstreamError("truncated .dnerv file: no HEAD chunk")
+    if not ended:
+        raise BitstreamError("truncated .dnerv file: no IEND chunk")
+    return Container(header=header, segments=segments, ancillary=ancillary)
+
+
+def chunk_sizes(data: bytes) -> list[tuple[str, str, int]]:
+    """(chunk type, tensor or ancillary name or "", bytes incl. framing) for each chunk, for `dnerv info`.
+
+    The first entry is ("SIGNATURE", "", 13): the signature and version (upper case like the critical
+    chunks, as it is container overhead), so the sizes add up to the file size.
+    Only the framing (signature, lengths, CRCs) is validated here; use read_container for a full check.
+    """
+    sizes = [("SIGNATURE", "", _PREAMBLE)]
+    for ctype, body, total in _chunks(data):
+        name = ""
+        if ctype == b"TNSR" and len(body) >= 10:
+            (name_len,) = struct.unpack(">H", body[8:10])
+            name = bytes(body[10 : 10 + name_len]).decode("utf-8", errors="replace")
+        elif ctype == b"tEXt":
+            raw = bytes(body[: MAX_ANCILLARY_NAME_BYTES + 1])
+            name = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace") if b"\0" in raw else ""
+        sizes.append((ctype.decode("ascii"), name, total))
+    return sizes

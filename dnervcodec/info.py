@@ -1,0 +1,80 @@
+"""Describe a .dnerv file: format version, video, decoder config, bytes of each part, bpp, stage timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .bitstream import FORMAT_VERSION, chunk_sizes
+from .codec import parse
+from .errors import InputError
+from .metrics import bpp
+from .models.dnerv import decoder_params
+
+PARTS = ("decoder weights", "content embeddings", "diff embeddings", "header and container", "ancillary")
+
+
+def _part(chunk_type: str, name: str) -> str:
+    if chunk_type == "TNSR":
+        if name.startswith("w."):
+            return "decoder weights"
+        return "diff embeddings" if name == "e.diff" else "content embeddings"
+    return "ancillary" if chunk_type[0].islower() else "header and container"
+
+
+def describe(path: Path) -> dict:
+    """Everything `dnerv info` prints, as a dict (validated by a full parse of the file)."""
+    if not path.is_file():
+        raise InputError(f"input not found: {path}")
+    data = path.read_bytes()
+    info = parse(data)
+    parts = dict.fromkeys(PARTS, 0)
+    for chunk_type, name, size in chunk_sizes(data):
+        parts[_part(chunk_type, name)] += size
+    video = info.video
+    ancillary = {}
+    for key, blob in info.ancillary.items():
+        try:
+            ancillary[key] = json.loads(blob)
+        except ValueError:
+            ancillary[key] = f"<{len(blob)} bytes>"
+    return {
+        "file": str(path),
+        "bytes": len(data),
+        "format_version": ".".join(map(str, FORMAT_VERSION)),
+        "encoder": info.header.get("encoder", "?"),
+        "video": video,
+        "coding": info.header.get("coding", {}),
+        "bpp": bpp(len(data), video["frames"], video["height"], video["width"]),
+        "parts_bytes": parts,
+        "segments": [
+            {"first_frame": s.first_frame, "frames": s.frames, "decoder": s.decoder.to_dict(),
+             "decoder_params": decoder_params(s.decoder)}
+            for s in info.segments
+        ],
+        "ancillary": ancillary,
+    }
+
+
+def format_info(info: dict) -> str:
+    v = info["video"]
+    lines = [
+        f"{info['file']}: dnerv format {info['format_version']}, written by {info['encoder']}",
+        f"video: {v['frames']} frames {v['height']}x{v['width']} at {v['fps']:g} fps "
+        f"(source {v['source_size'][0]}x{v['source_size'][1]}, first frame {v.get('start', 0)})",
+        f"coding: {', '.join(f'{k} {val}' for k, val in info['coding'].items())}",
+        f"size: {info['bytes']} bytes, {info['bpp']:.4f} bpp",
+    ]
+    for part, n in info["parts_bytes"].items():
+        lines.append(f"  {part:<22}{n:>10} bytes  {100 * n / info['bytes']:5.1f}%")
+    for i, s in enumerate(info["segments"]):
+        d = s["decoder"]
+        diff = f"diff {d['diff_ch']}ch at 1/{d['diff_stride']}" if d["diff_ch"] else "no diff stream"
+        lines.append(
+            f"segment {i}: frames {s['first_frame']}..{s['first_frame'] + s['frames'] - 1}, decoder "
+            f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}"
+        )
+    for key, value in info["ancillary"].items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        lines.append(f"{key}: {text}")
+    return "\n".join(lines)
