@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-torch.set_num_threads(2)
+
 
 
 def moving_shapes(num_frames: int = 8, height: int = 32, width: int = 64, seed: int = 0) -> np.ndarray:

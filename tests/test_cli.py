@@ -78,3 +78,61 @@ def test_errors_from_the_real_executable_have_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "input not found" in proc.stderr
+
+
+def test_encode_decode_info_round_trip(clip_file, tmp_path, capsys):
+    out = tmp_path / "clip.dnerv"
+    code, stdout, err = run_cli(
+        ["encode", str(clip_file), "--size", "20k", "--epochs", "4", "--quiet", "--device", "cpu", "-o", str(out)],
+        capsys,
+    )
+    assert code == 0, err
+    assert out.is_file() and "bpp" in stdout and "PSNR" in stdout
+    assert not (tmp_path / "clip.dnerv.run").exists()  # checkpoints are removed after a finished encode
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+    code, stdout, err = run_cli(["decode", str(out), "-o", str(tmp_path / "dec.mkv")], capsys)
+    assert code == 0, err
+    from dnervcodec.video import read_video
+
+    assert read_video(tmp_path / "dec.mkv").frames.shape == (6, 32, 64, 3)
+    code, stdout, err = run_cli(["info", str(out)], capsys)
+    assert code == 0, err
+    for part in ("decoder weights", "content embeddings", "diff embeddings", "header and container", "bpp"):
+        assert part in stdout
+    code, stdout, _ = run_cli(["info", "--json", str(out)], capsys)
+    info = json.loads(stdout)
+    assert sum(info["parts_bytes"].values()) == info["bytes"] == out.stat().st_size
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_damaged_dnerv_files_give_one_line(command, tmp_path, capsys):
+    bad = tmp_path / "bad.dnerv"
+    bad.write_bytes(b"\x8bDNRV\r\n\x1a\n\x00\x01\x00\x00" + b"\x00" * 10)
+    extra = ["-o", str(tmp_path / "x.mkv")] if command == "decode" else []
+    for path in (bad, tmp_path / "missing.dnerv"):
+        code, _, err = run_cli([command, str(path), *extra], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.mkv").exists()
+
+
+def test_killed_encode_leaves_no_output_and_resumes(clip_file, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "killed.dnerv"
+    cmd = [sys.executable, "-m", "dnervcodec.cli", "encode", str(clip_file), "--size", "20k", "--epochs", "60",
+           "--quiet", "--device", "cpu", "--checkpoint-minutes", "0.003", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed.dnerv.run" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".killed")] == []
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file()

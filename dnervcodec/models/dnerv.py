@@ -41,8 +41,16 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         n = len(self.strides)
-        if not (len(self.kernels) == len(self.widths) == n) or n == 0:
+        if not 0 < n <= 8 or not (len(self.kernels) == len(self.widths) == n):
             raise ConfigError("decoder config: strides, kernels and widths must have one entry per stage")
+        small = [*self.strides, *self.kernels, self.embed_ch, self.diff_ch + 1, self.diff_stride]
+        wide = [self.lift_width, *self.widths, self.diff_width + 1, self.diff_lift_width + 1]
+        if min(small + wide) < 1 or max(small) > 64 or max(wide) > 4096 or any(k % 2 == 0 for k in self.kernels):
+            raise ConfigError("decoder config: widths, kernels or strides out of range")
+        if self.diff_ch and (self.diff_width < 1 or self.diff_lift_width < 1):
+            raise ConfigError("decoder config: a diff stream needs positive diff widths")
+        if min(self.height, self.width) < 1 or self.height % math.prod(self.strides) or self.width % math.prod(self.strides):
+            raise ConfigError("decoder config: strides do not divide the frame size")
         if math.prod(self.strides) * self.embed_hw[0] != self.height:
             raise ConfigError("decoder config: strides do not divide the frame height")
         if self.diff_ch and self.fuse_at is None:

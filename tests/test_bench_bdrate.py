@@ -1,0 +1,54 @@
+"""Bjontegaard deltas on hand-checkable curves."""
+
+import math
+
+import pytest
+
+from bench.bdrate import bd_psnr, bd_rate, ms_ssim_db
+
+RATE = [0.02, 0.05, 0.1, 0.2, 0.3]
+PSNR = [27.0, 30.0, 32.5, 35.0, 36.5]
+
+
+def test_same_curve_is_zero():
+    assert bd_rate(RATE, PSNR, RATE, PSNR).value == pytest.approx(0, abs=1e-9)
+    assert bd_psnr(RATE, PSNR, RATE, PSNR).value == pytest.approx(0, abs=1e-9)
+
+
+def test_rates_scaled_by_0_8_is_minus_20_percent():
+    res = bd_rate(RATE, PSNR, [0.8 * r for r in RATE], PSNR)
+    assert res.reason is None
+    assert res.value == pytest.approx(-20.0, abs=1e-9)
+    assert bd_rate([0.8 * r for r in RATE], PSNR, RATE, PSNR).value == pytest.approx(25.0, abs=1e-9)
+
+
+def test_psnr_shift_of_one_db():
+    assert bd_psnr(RATE, PSNR, RATE, [p + 1 for p in PSNR]).value == pytest.approx(1.0, abs=1e-9)
+
+
+def test_only_the_overlap_is_used():
+    # log-rate linear in PSNR, so PCHIP through any subset is the same line. The test curve covers only
+    # 32..36 dB, where it needs 10 % fewer bits; below 32 dB it would need 50 % more (never looked at).
+    psnr = [26.0, 28.0, 30.0, 32.0, 34.0, 36.0]
+    rate = [0.05 * math.exp(0.3 * (p - 30)) for p in psnr]
+    test = [0.9 * r if p >= 32 else 1.5 * r for r, p in zip(rate, psnr)]
+    assert bd_rate(rate, psnr, test[3:], psnr[3:]).value == pytest.approx(-10.0, abs=1e-9)
+    assert bd_rate(rate[:4], psnr[:4], test[3:], psnr[3:]).value is None  # touch at one point only
+
+
+def test_no_overlap_returns_none_and_a_reason():
+    value, reason = bd_rate(RATE, PSNR, [1, 2], [40.0, 42.0])
+    assert value is None and reason.startswith("no overlap")
+    value, reason = bd_psnr(RATE, PSNR, [1, 2], [40.0, 42.0])
+    assert value is None and reason.startswith("no overlap")
+
+
+def test_too_few_points_and_bad_rates():
+    assert bd_rate(RATE, PSNR, [0.1], [30.0]).value is None
+    assert bd_rate(RATE, PSNR, [0.1, 0.1], [30.0, 30.0]).value is None  # duplicates collapse to one point
+    assert "positive" in bd_rate(RATE, PSNR, [0.0, 0.1], [28.0, 30.0]).reason
+
+
+def test_ms_ssim_db():
+    assert ms_ssim_db([0.9, 0.99]) == pytest.approx([10.0, 20.0])
+    assert all(math.isfinite(v) for v in ms_ssim_db([1.0]))

@@ -1,0 +1,93 @@
+"""End to end: `python -m bench.rd` on a tiny synthetic clip, resume, and the codec registry hook."""
+
+import json
+
+import pytest
+
+from bench import rd
+from bench.bdrate import bd_rate
+from bench.results import load_results, to_points
+from dnervcodec.video import write_video
+from tests.conftest import moving_shapes
+
+
+def test_rd_cli_end_to_end_and_resume(tmp_path, monkeypatch):
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(8, 64, 96), fps=25)
+    out = tmp_path / "out"
+    argv = ["--clip", str(clip), "--anchors", "x264-medium-420", "x265-ultrafast-444", "--crfs", "24", "38",
+            "--out", str(out), "--no-progress"]
+    assert rd.main(argv) == 0
+    for name in ("x264-medium-420", "x265-ultrafast-444"):
+        doc = load_results(out / f"{name}.json")
+        assert doc["name"] == name and doc["param"] == "crf"
+        r = doc["results"]
+        assert sorted(r["crf"]) == [24, 38] and r["bpp"] == sorted(r["bpp"])
+        assert all(len(v) == 2 for v in r.values())
+        assert r["psnr-rgb"][1] > r["psnr-rgb"][0]  # crf 24 (higher bpp) is better
+        assert bd_rate(r["bpp"], r["psnr-rgb"], r["bpp"], r["psnr-rgb"]).value == pytest.approx(0, abs=1e-9)
+    for png in ("rd-psnr.png", "rd-ms-ssim.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    md = (out / "results.md").read_text()
+    assert "BD metrics of **x265-ultrafast-444**" in md and "| x264-medium-420 |" in md
+
+    # a rerun measures nothing new
+    calls = []
+    real = rd._baseline_point
+    monkeypatch.setattr(rd, "_baseline_point", lambda *a: calls.append(a) or real(*a))
+    assert rd.main(argv) == 0
+    assert calls == []
+    # one more CRF measures just that point
+    assert rd.main(argv[:6] + ["24", "38", "31"] + argv[8:]) == 0
+    assert len(calls) == 2
+    assert len(load_results(out / "x264-medium-420.json")["results"]["crf"]) == 3
+
+
+def test_registered_codec_joins_the_benchmark(tmp_path):
+    frames = moving_shapes(4, 32, 64)
+
+    def fake_point(frames, fps, target):
+        return {"bpp": target, "psnr-rgb": 20 + 40 * target, "ms-ssim-rgb": 0.9 + target / 10,
+                "encode_s": 1.0, "decode_s": 0.01}
+
+    spec = rd.CodecSpec("dnerv", "bpp_target", (0.1, 0.2, 0.4), fake_point, "a stand-in", {"v": 1})
+    rd.register_codec(spec)
+    try:
+        docs = rd.run_benchmark(
+            frames, 25.0, [rd.get_codec("x264-ultrafast-444", crfs=(20, 35)), rd.get_codec("dnerv")],
+            tmp_path, {"clip": "synthetic"}, test="dnerv", progress=False,
+        )
+    finally:
+        rd.CODEC_REGISTRY.pop("dnerv")
+    assert [d["name"] for d in docs] == ["x264-ultrafast-444", "dnerv"]
+    saved = json.loads((tmp_path / "dnerv.json").read_text())
+    assert saved["param"] == "bpp_target" and [p["bpp_target"] for p in to_points(saved)] == [0.1, 0.2, 0.4]
+    assert "BD metrics of **dnerv**" in (tmp_path / "results.md").read_text()
+
+
+def test_unknown_anchor_is_a_clean_error(tmp_path, capsys):
+    assert rd.main(["--clip", "nope.mp4", "--anchors", "x264-medium-422", "--out", str(tmp_path)]) == 2
+    assert "x264-medium-422" in capsys.readouterr().err
+
+
+def test_plugin_registers_a_codec_for_python_dash_m(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "fake_plugin.py").write_text(
+        "from bench.rd import CodecSpec, register_codec\n"
+        "def point(frames, fps, q):\n"
+        "    return {'bpp': q, 'psnr-rgb': 20 + 10 * q, 'ms-ssim-rgb': 0.9, 'encode_s': 0.0, 'decode_s': 0.0}\n"
+        "register_codec(CodecSpec('fake', 'q', (0.1, 0.3), point))\n"
+    )
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(2, 32, 64), fps=25)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path)])}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.rd", "--plugin", "fake_plugin", "--clip", str(clip), "--anchors", "fake",
+         "--out", str(tmp_path / "out"), "--no-progress"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert load_results(tmp_path / "out" / "fake.json")["results"]["q"] == [0.1, 0.3]
