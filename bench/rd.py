@@ -1,0 +1,264 @@
+"""Rate-distortion benchmark: sweep each codec over its parameter, write results JSONs, plots and a table.
+
+    python -m bench.rd --quick --out runs/rd-quick        # Bunny 160x320, 132 frames, 4 anchors, ~0.02-0.3 bpp
+    python -m bench.rd --full --out runs/rd-full          # Bunny 640x1280, 6 anchors (slow: hours)
+    python -m bench.rd --clip bikes --resolution 160x320 --frames 30 --anchors x265-medium-444 \
+        --crfs 24 30 36 --out /tmp/rd
+
+Outputs in --out: one `<codec>.json` per codec (CompressAI's results schema, see bench/results.py),
+`rd-psnr.png`, `rd-ms-ssim.png` and `results.md` (points of every codec and the BD table of the test codec
+against each anchor). Every point is saved as soon as it is measured; rerunning the same command skips the
+points already in the files, so an interrupted run resumes where it stopped.
+
+Codecs. A baseline is named CODEC-PRESET-CHROMA (x264-medium-420, x265-veryslow-444, ...; see
+bench/baselines.py) and swept over CRF. Any other codec, e.g. ours, joins through the registry:
+
+    from bench.rd import CodecSpec, register_codec
+    register_codec(CodecSpec(
+        name="dnerv", param="bpp_target", params=(0.02, 0.05, 0.1, 0.2),
+        run_point=lambda frames, fps, p: {...},   # must return at least bpp, psnr-rgb, ms-ssim-rgb,
+        description="DNeRV ...", meta={...}))     #   encode_s, decode_s (param is added if missing)
+
+and is then used as `--test dnerv` (or listed in --anchors). From the command line, `--plugin MODULE`
+imports a module whose import registers codecs this way, so no edit of this file is needed.
+
+The BD table compares --test (default: the last anchor) against every other codec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from dnervcodec.errors import ConfigError, DnervError
+from dnervcodec.video import parse_resolution, read_video, resolve_input
+
+from . import baselines
+from .plot import plot_rd, write_markdown
+from .results import ResultsFile
+
+RunPoint = Callable[[np.ndarray, float, Any], dict]
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """A codec the benchmark can sweep: `run_point(frames, fps, param) -> dict` for each value of `params`."""
+
+    name: str
+    param: str  # name of the swept parameter, stored with every point (e.g. "crf")
+    params: tuple  # default sweep
+    run_point: RunPoint
+    description: str = ""
+    meta: dict = field(default_factory=dict)  # settings recorded in the results file; a resume must match
+
+
+# The hook for codecs that are not baselines (our DNeRV codec, for one). Fill it with register_codec().
+CODEC_REGISTRY: dict[str, CodecSpec] = {}
+
+
+def register_codec(spec: CodecSpec, replace: bool = False) -> None:
+    if spec.name in CODEC_REGISTRY and not replace:
+        raise ConfigError(f"codec '{spec.name}' is already registered")
+    CODEC_REGISTRY[spec.name] = spec
+
+
+# CRF sweeps. On Bunny 160x320 (132 frames) CRF 19..37 spans about 0.3..0.02 bpp for x264/x265 at medium,
+# 4:2:0 and 4:4:4 alike (x265 CRF 18 -> 0.33 bpp, 36 -> 0.024 bpp; x264 18 -> 0.33, 36 -> 0.024).
+QUICK_CRFS = (19, 22, 25, 28, 31, 34, 37)
+FULL_CRFS = (13, 16, 19, 22, 25, 28, 31, 34, 37, 40)
+
+PRESETS = {
+    "quick": {
+        "clip": "bunny",
+        "resolution": "160x320",
+        "frames": None,  # all 132
+        "anchors": ["x264-medium-420", "x265-medium-420", "x265-medium-444", "x265-veryslow-444"],
+        "crfs": list(QUICK_CRFS),
+    },
+    "full": {
+        "clip": "bunny",
+        "resolution": "640x1280",
+        "frames": None,
+        "anchors": [
+            "x264-medium-420",
+            "x264-veryslow-420",
+            "x265-medium-420",
+            "x265-veryslow-420",
+            "x265-medium-444",
+            "x265-veryslow-444",
+        ],
+        "crfs": list(FULL_CRFS),
+    },
+}
+
+
+def baseline_spec(name: str, crfs: Sequence[float] = QUICK_CRFS, threads: int = 1) -> CodecSpec:
+    cfg = baselines.BaselineConfig.from_name(name, threads=threads)
+    description = (
+        f"{cfg.codec} preset {cfg.preset}, {cfg.pix_fmt}, CRF sweep, encoder-default GOP "
+        f"(keyint 250, preset B-frames), BT.709 limited range, raw Annex-B stream"
+        + (" without the encoder's info SEI" if cfg.strip_info_sei else "")
+        + f", {cfg.threads} thread(s), PyAV {av.__version__}"
+    )
+    return CodecSpec(
+        name=cfg.name,
+        param="crf",
+        params=tuple(crfs),
+        run_point=partial(_baseline_point, cfg),
+        description=description,
+        meta={"codec": cfg.to_dict(), "av": av.__version__},
+    )
+
+
+def _baseline_point(cfg: baselines.BaselineConfig, frames: np.ndarray, fps: float, crf: float) -> dict:
+    return baselines.run_point(frames, fps, cfg, crf)
+
+
+def get_codec(name: str, crfs: Sequence[float] | None = None, threads: int = 1) -> CodecSpec:
+    """A registered codec, else a baseline parsed from its name."""
+    if name in CODEC_REGISTRY:
+        return CODEC_REGISTRY[name]
+    try:
+        return baseline_spec(name, crfs if crfs is not None else QUICK_CRFS, threads)
+    except ConfigError as e:
+        registered = ", ".join(CODEC_REGISTRY) or "none"
+        raise ConfigError(f"{e} (registered codecs: {registered})") from None
+
+
+def run_benchmark(
+    frames: np.ndarray,
+    fps: float,
+    codecs: Sequence[CodecSpec],
+    out_dir: str | Path,
+    clip_meta: dict | None = None,
+    test: str | None = None,
+    progress: bool = True,
+    title: str = "Rate-distortion results",
+) -> list[dict]:
+    """Measure every (codec, param) point not already in out_dir, then write plots and results.md.
+
+    Returns the results documents, in the order of `codecs`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in codecs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"codec listed twice: {names}")
+    clip_meta = dict(clip_meta or {})
+    clip_meta.setdefault("shape", list(frames.shape))
+    files = {
+        c.name: ResultsFile(out / f"{c.name}.json", c.name, c.param, c.description, {"clip": clip_meta, **c.meta})
+        for c in codecs
+    }
+    todo = [(c, p) for c in codecs for p in c.params if not files[c.name].done(p)]
+    skipped = sum(len(c.params) for c in codecs) - len(todo)
+    bar = tqdm(todo, desc="rd", unit="pt", disable=not progress, dynamic_ncols=True)
+    if skipped and progress:
+        tqdm.write(f"resuming: {skipped} point(s) already in {out}")
+    for codec, p in bar:
+        bar.set_description(f"{codec.name} {codec.param}={p}")
+        t0 = time.perf_counter()
+        point = dict(codec.run_point(frames, fps, p))
+        point.setdefault(codec.param, p)
+        point.setdefault("wall_s", time.perf_counter() - t0)
+        missing = [k for k in ("bpp", "psnr-rgb") if k not in point]
+        if missing:
+            raise ConfigError(f"{codec.name}: run_point returned no {missing}")
+        files[codec.name].add(point)
+        bar.set_postfix(bpp=f"{point['bpp']:.4f}", psnr=f"{point['psnr-rgb']:.2f}")
+    bar.close()
+    docs = [files[c.name].doc() for c in codecs]
+    plot_rd(docs, out / "rd-psnr.png", "psnr-rgb", title=title)
+    plot_rd(docs, out / "rd-ms-ssim.png", "ms-ssim-rgb", title=title)
+    test = test if test is not None else names[-1]
+    intro = ", ".join(f"{k}: {v}" for k, v in clip_meta.items())
+    write_markdown(out / "results.md", docs, test=test, title=title, intro=intro)
+    return docs
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.rd",
+        description="Rate-distortion benchmark of libx264/libx265 anchors (and registered codecs).",
+        epilog="Presets fill in whatever you do not give: --quick = Bunny 160x320, 132 frames, "
+        f"anchors {' '.join(PRESETS['quick']['anchors'])}, CRFs {' '.join(map(str, QUICK_CRFS))}.",
+    )
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="small, minutes: Bunny 160x320, 4 anchors")
+    g.add_argument("--full", action="store_true", help="large, hours: Bunny 640x1280, 6 anchors")
+    ap.add_argument("--clip", help="sample name (bunny, bikes, carphone) or a video path")
+    ap.add_argument("--resolution", help="HEIGHTxWIDTH after centre crop + area resize, e.g. 160x320")
+    ap.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    ap.add_argument("--frames", type=int, help="number of frames (default: all)")
+    ap.add_argument("--anchors", nargs="+", help="baseline names like x264-medium-420 x265-veryslow-444")
+    ap.add_argument("--crfs", nargs="+", type=float, help="CRF values swept by every baseline")
+    ap.add_argument("--test", help="codec compared against the others in the BD table (default: last anchor; "
+                    "a registered codec such as dnerv is run too)")
+    ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first (it may call bench.rd.register_codec); repeatable")
+    ap.add_argument("--threads", type=int, default=1, help="encoder/decoder threads of the baselines (default 1)")
+    ap.add_argument("--out", required=True, help="output folder (reused to resume)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    preset = PRESETS["full" if args.full else "quick"] if (args.quick or args.full) else {}
+    clip = args.clip or preset.get("clip")
+    if clip is None:
+        print("error: give --clip (or --quick / --full)", file=sys.stderr)
+        return 2
+    resolution = args.resolution or preset.get("resolution")
+    frames_n = args.frames if args.frames is not None else preset.get("frames")
+    anchors = args.anchors or preset.get("anchors") or PRESETS["quick"]["anchors"]
+    crfs = args.crfs or preset.get("crfs") or list(QUICK_CRFS)
+    crfs = [int(c) if float(c).is_integer() else c for c in crfs]
+    for module in args.plugin:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            print(f"error: --plugin {module}: {e}", file=sys.stderr)
+            return 2
+    try:
+        codecs = [get_codec(a, crfs, args.threads) for a in anchors]
+        if args.test and args.test not in anchors:
+            codecs.append(get_codec(args.test, crfs, args.threads))
+        res = parse_resolution(resolution) if resolution else None
+        video = read_video(resolve_input(clip), resolution=res, start=args.start, num_frames=frames_n)
+        t, h, w = video.frames.shape[:3]
+        clip_meta = {"clip": str(clip), "resolution": f"{h}x{w}", "start": args.start, "frames": t, "fps": video.fps}
+        print(f"clip {clip}: {t} frames of {h}x{w} at {video.fps:g} fps; codecs: {', '.join(c.name for c in codecs)}")
+        run_benchmark(
+            video.frames,
+            video.fps,
+            codecs,
+            args.out,
+            clip_meta,
+            test=args.test,
+            progress=not args.no_progress,
+            title=f"{Path(str(clip)).stem} {h}x{w}, {t} frames",
+        )
+    except DnervError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    print(f"wrote {out / 'results.md'}, {out / 'rd-psnr.png'}, {out / 'rd-ms-ssim.png'} and one JSON per codec")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable bench.rd, not this __main__ copy: plugins register into bench.rd.CODEC_REGISTRY.
+    from bench.rd import main as _main
+
+    raise SystemExit(_main())
