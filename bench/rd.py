@@ -84,6 +84,8 @@ PRESETS = {
         "frames": None,  # all 132
         "anchors": ["x264-medium-420", "x265-medium-420", "x265-medium-444", "x265-veryslow-444"],
         "crfs": list(QUICK_CRFS),
+        "test": "dnerv",
+        "dnerv_epochs": 40,
     },
     "full": {
         "clip": "bunny",
@@ -98,6 +100,8 @@ PRESETS = {
             "x265-veryslow-444",
         ],
         "crfs": list(FULL_CRFS),
+        "test": "dnerv",
+        "dnerv_epochs": 300,
     },
 }
 
@@ -207,6 +211,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first (it may call bench.rd.register_codec); repeatable")
     ap.add_argument("--threads", type=int, default=1, help="encoder/decoder threads of the baselines (default 1)")
+    ap.add_argument("--dnerv-epochs", type=int, help="fit epochs of each dnerv point (quick 40, full 300)")
+    ap.add_argument("--budgets", nargs="+", type=float, help="dnerv target bpp values (default 0.02 0.05 0.1 0.2)")
     ap.add_argument("--out", required=True, help="output folder (reused to resume)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
@@ -224,6 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     anchors = args.anchors or preset.get("anchors") or PRESETS["quick"]["anchors"]
     crfs = args.crfs or preset.get("crfs") or list(QUICK_CRFS)
     crfs = [int(c) if float(c).is_integer() else c for c in crfs]
+    from . import dnerv_point  # registers dnerv and dnerv-nodiff
+
+    epochs = args.dnerv_epochs or preset.get("dnerv_epochs")
+    if epochs or args.budgets:
+        dnerv_point.register(epochs or dnerv_point.QUICK_EPOCHS, tuple(args.budgets or dnerv_point.QUICK_BUDGETS))
+    args.test = args.test or preset.get("test")
     for module in args.plugin:
         try:
             importlib.import_module(module)

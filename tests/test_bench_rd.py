@@ -49,19 +49,19 @@ def test_registered_codec_joins_the_benchmark(tmp_path):
         return {"bpp": target, "psnr-rgb": 20 + 40 * target, "ms-ssim-rgb": 0.9 + target / 10,
                 "encode_s": 1.0, "decode_s": 0.01}
 
-    spec = rd.CodecSpec("dnerv", "bpp_target", (0.1, 0.2, 0.4), fake_point, "a stand-in", {"v": 1})
+    spec = rd.CodecSpec("stand-in", "bpp_target", (0.1, 0.2, 0.4), fake_point, "a stand-in", {"v": 1})
     rd.register_codec(spec)
     try:
         docs = rd.run_benchmark(
-            frames, 25.0, [rd.get_codec("x264-ultrafast-444", crfs=(20, 35)), rd.get_codec("dnerv")],
-            tmp_path, {"clip": "synthetic"}, test="dnerv", progress=False,
+            frames, 25.0, [rd.get_codec("x264-ultrafast-444", crfs=(20, 35)), rd.get_codec("stand-in")],
+            tmp_path, {"clip": "synthetic"}, test="stand-in", progress=False,
         )
     finally:
-        rd.CODEC_REGISTRY.pop("dnerv")
-    assert [d["name"] for d in docs] == ["x264-ultrafast-444", "dnerv"]
-    saved = json.loads((tmp_path / "dnerv.json").read_text())
+        rd.CODEC_REGISTRY.pop("stand-in")
+    assert [d["name"] for d in docs] == ["x264-ultrafast-444", "stand-in"]
+    saved = json.loads((tmp_path / "stand-in.json").read_text())
     assert saved["param"] == "bpp_target" and [p["bpp_target"] for p in to_points(saved)] == [0.1, 0.2, 0.4]
-    assert "BD metrics of **dnerv**" in (tmp_path / "results.md").read_text()
+    assert "BD metrics of **stand-in**" in (tmp_path / "results.md").read_text()
 
 
 def test_unknown_anchor_is_a_clean_error(tmp_path, capsys):
@@ -91,3 +91,19 @@ def test_plugin_registers_a_codec_for_python_dash_m(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert load_results(tmp_path / "out" / "fake.json")["results"]["q"] == [0.1, 0.3]
+
+
+def test_dnerv_runs_in_the_benchmark_with_real_files(tmp_path):
+    """Our codec through the same CLI: two real encode + decode points against two baselines."""
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(6, 32, 64), fps=25)
+    out = tmp_path / "out"
+    argv = ["--clip", str(clip), "--anchors", "x264-medium-420", "x265-medium-444", "--crfs", "22", "36",
+            "--test", "dnerv", "--dnerv-epochs", "3", "--budgets", "6", "12", "--out", str(out), "--no-progress"]
+    assert rd.main(argv) == 0
+    doc = load_results(out / "dnerv.json")
+    r = doc["results"]
+    assert sorted(r["target_bpp"]) == [6, 12] and len(r["bpp"]) == 2
+    assert r["bytes"][0] < r["bytes"][1]  # a bigger budget is a bigger file
+    assert all(0 < v < 60 for v in r["psnr-rgb"])
+    md = (out / "results.md").read_text()
+    assert "BD metrics of **dnerv**" in md
