@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a .dnerv file: version, video, decoder, bytes of each part")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    sub.add_parser("bench", help="rate-distortion benchmark against x264/x265: the options of python -m bench.rd",
+                   add_help=False)
     return parser
 
 
@@ -194,10 +197,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(rest: list[str]) -> int:
+    """Forward everything after `dnerv bench` to bench.rd, which lives in the source checkout."""
+    sys.path.insert(0, os.getcwd())
+    try:
+        from bench.rd import main as rd_main
+    except ImportError:
+        print("dnerv bench: error: the benchmark lives in the source checkout; run it from the repository root",
+              file=sys.stderr)
+        return 2
+    return rd_main(rest)
+
+
 COMMANDS = {"fit": cmd_fit, "encode": cmd_encode, "decode": cmd_decode, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return cmd_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
