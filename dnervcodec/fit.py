@@ -240,7 +240,11 @@ def fit(
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        if state.get("model_cfg") != model_cfg.to_dict() or state.get("fit_cfg") != cfg.to_dict():
+        try:
+            same = ModelConfig.from_dict(state["model_cfg"]) == model_cfg and FitConfig.from_dict(state["fit_cfg"]) == cfg
+        except (KeyError, TypeError, ValueError, ConfigError):
+            same = False
+        if not same:
             raise CheckpointError(f"{ckpt_path} was written by a fit with other settings; use the same options")
         if state.get("digest") != digest:
             raise CheckpointError(f"{ckpt_path} was written for other frames; use the same input and range")

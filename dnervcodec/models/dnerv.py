@@ -84,6 +84,7 @@ class DecoderConfig:
     def from_dict(cls, d: dict) -> "DecoderConfig":
         try:
             fields = {k: tuple(int(x) for x in v) if isinstance(v, list) else int(v) for k, v in d.items()}
+            fields.setdefault("diff_lift_width", fields.get("diff_width", 0))  # configs written before it existed
             return cls(**fields)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"invalid decoder config: {e}") from None

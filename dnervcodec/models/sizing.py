@@ -17,7 +17,7 @@ from .dnerv import ModelConfig, build_config, stored_values
 from .strides import plan_strides
 
 EMBEDDING_SHARE = 1 / 3  # at most this part of the budget goes to embeddings when choosing a layout
-LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 1))  # (diff stride, min content-embedding side), paper first
+LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1))  # (diff stride, min content-embedding side), paper first
 MAX_BUDGET = 10**9
 
 
@@ -57,13 +57,14 @@ def choose_layout(height: int, width: int, num_frames: int, budget: int, diff_ch
             continue
         cfg = build_config(height, width, 16, True, diff_stride, diff_ch=diff_ch, min_side=min_side).decoder
         embed = num_frames * cfg.embedding_values_per_frame()
-        usable.append((diff_stride, min_side))
         if embed <= EMBEDDING_SHARE * budget:
             return diff_stride, min_side
+        usable.append((embed, diff_stride, min_side))
     if not usable:
         # No layout exists for this size: let build_config raise the error that names sizes that work.
         build_config(height, width, 16, True, LAYOUTS[0][0])
-    return usable[-1]
+    _, diff_stride, min_side = min(usable)  # none leaves 2/3 to the decoder: the leanest embeddings
+    return diff_stride, min_side
 
 
 def size_model(
