@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import CheckpointError, ConfigError, FitInterrupted
-from .metrics import psnr_from_mse
+from .metrics import gaussian_window, psnr_from_mse, ssim_parts
 from .models.dnerv import DNeRV, ModelConfig, frame_differences
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -95,20 +95,8 @@ def learning_rate(cfg: FitConfig, step: int, total_steps: int) -> float:
 
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """1 - SSIM with an 11x11 Gaussian window, differentiable, for the L1+SSIM option."""
-    c1, c2 = 0.01**2, 0.03**2
-    g = torch.exp(-((torch.arange(11, device=x.device, dtype=x.dtype) - 5) ** 2) / (2 * 1.5**2))
-    g = g / g.sum()
-    ch = x.shape[1]
-    kh, kw = g.view(1, 1, -1, 1).repeat(ch, 1, 1, 1), g.view(1, 1, 1, -1).repeat(ch, 1, 1, 1)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, kh, padding=(5, 0), groups=ch), kw, padding=(0, 5), groups=ch)
-
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return 1 - ssim.mean()
+    """1 - SSIM (11x11 Gaussian window), for the L1+SSIM option; the same SSIM as the metric."""
+    return 1 - ssim_parts(x, y, gaussian_window(like=x))[0].mean()
 
 
 def reconstruction_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

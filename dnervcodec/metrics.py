@@ -43,13 +43,17 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     return float(psnr_per_frame(a, b).mean())
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    g = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+def gaussian_window(size: int = 11, sigma: float = 1.5, like: torch.Tensor | None = None) -> torch.Tensor:
+    """1-D Gaussian window, in the dtype and on the device of `like` (float64 CPU by default)."""
+    dtype = like.dtype if like is not None else torch.float64
+    device = like.device if like is not None else None
+    g = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(g**2) / (2 * sigma**2))
     return g / g.sum()
 
 
-def _ssim_parts(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ssim_parts(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image mean SSIM and mean contrast-structure term (valid windows only), differentiable."""
     c1, c2 = 0.01**2, 0.03**2
     ch = x.shape[1]
     kh = win.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
@@ -81,13 +85,13 @@ def ms_ssim_per_frame(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor
         scales += 1
     weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=torch.float64)
     weights = weights / weights.sum()
-    win = _gaussian_window(win_size)
+    win = gaussian_window(win_size)
     out = []
     for t in range(x.shape[0]):
         xi, yi = x[t : t + 1], y[t : t + 1]
         values = []
         for s in range(scales):
-            ssim, cs = _ssim_parts(xi, yi, win)
+            ssim, cs = ssim_parts(xi, yi, win)
             values.append((ssim if s == scales - 1 else cs).clamp_min(0))
             if s < scales - 1:
                 xi, yi = F.avg_pool2d(xi, 2), F.avg_pool2d(yi, 2)
