@@ -181,8 +181,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode
-    from .video import write_video
+    from .video import check_output_path, write_video
 
+    check_output_path(args.output)
     frames, header = decode(args.input, args.start, args.frames, args.device)
     path = write_video(args.output, frames, header["video"]["fps"])
     print(f"{path}: {frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}")

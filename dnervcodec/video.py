@@ -229,6 +229,19 @@ def _encode_png(path: Path, frame: np.ndarray) -> None:
 FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".y4m": "yuv4mpegpipe"}
 
 
+def is_folder_target(path: str | os.PathLike) -> bool:
+    """A path ending in '/' or without a suffix names a folder of PNGs."""
+    text = str(path)
+    return text.endswith(("/", os.sep)) or Path(text).suffix == ""
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Fail before any work is done when `path` names a format we cannot write."""
+    suffix = Path(path).suffix.lower()
+    if not is_folder_target(path) and suffix not in FORMATS:
+        raise ConfigError(f"cannot write '{suffix}': use .mkv, .mp4, .y4m or a folder path ending in /")
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) -> Path:
     """Write uint8 [T,H,W,3] frames losslessly: .mkv (FFV1), .mp4 (libx264rgb qp 0), .y4m (4:4:4), or a folder.
 
@@ -237,10 +250,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) 
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ConfigError("frames must be uint8 [T, H, W, 3]")
-    text = str(path)
+    check_output_path(path)
+    folder = is_folder_target(path)
     path = Path(path)
     suffix = path.suffix.lower()
-    if text.endswith(("/", os.sep)) or suffix == "":
+    if folder:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
@@ -253,8 +267,6 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) 
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
         return path
-    if suffix not in FORMATS:
-        raise ConfigError(f"cannot write '{suffix}': use .mkv, .mp4, .y4m or a folder path ending in /")
     if suffix == ".mp4" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         raise ConfigError("libx264rgb needs even width and height: write .mkv or PNGs instead")
     tmp = _atomic_target(path)
