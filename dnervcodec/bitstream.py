@@ -178,8 +178,8 @@ def _tensor_data(segment: int, index: int, t: CodedTensor) -> bytes:
         struct.pack(">B", len(q.shape)),
         struct.pack(f">{len(q.shape)}I", *q.shape),
         struct.pack(">BBI", q.bits, NO_AXIS if q.axis is None else q.axis, q.scale.size),
-        q.scale.astype(">f4").tobytes(),
-        q.offset.astype(">f4").tobytes(),
+        q.scale.astype(">f2").tobytes(),
+        q.offset.astype(">f2").tobytes(),
         struct.pack(">BIII", MODELS.index(c.model), c.alphabet, c.count, c.params.size),
         c.params.astype(">f4").tobytes(),
         struct.pack(">I", c.words.size),
@@ -347,8 +347,8 @@ def _read_tensor(data: memoryview) -> tuple[int, int, CodedTensor]:
     expected = 1 if axis == NO_AXIS else shape[axis]
     if nq != expected:
         raise BitstreamError(f"corrupt {what}: {nq} scales, expected {expected}")
-    scale = cur.array(nq, ">f4")
-    offset = cur.array(nq, ">f4")
+    scale = cur.array(nq, ">f2").astype(np.float32)
+    offset = cur.array(nq, ">f2").astype(np.float32)
     model, alphabet, count, nparams = cur.unpack(">BIII")
     if model >= len(MODELS):
         raise BitstreamError(f"corrupt {what}: unknown entropy model {model}")

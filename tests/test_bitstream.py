@@ -95,10 +95,10 @@ def parse_tnsr(body: bytes) -> dict:
     (ndim,) = take(">B")
     f["dims"] = list(take(f">{ndim}I"))
     f["bits"], f["axis"], f["nq"] = take(">BBI")
-    f["scale"] = body[p : p + 4 * f["nq"]]
-    p += 4 * f["nq"]
-    f["offset"] = body[p : p + 4 * f["nq"]]
-    p += 4 * f["nq"]
+    f["scale"] = body[p : p + 2 * f["nq"]]  # float16
+    p += 2 * f["nq"]
+    f["offset"] = body[p : p + 2 * f["nq"]]
+    p += 2 * f["nq"]
     f["model"], f["alphabet"], f["count"], f["nparams"] = take(">BIII")
     f["params"] = body[p : p + 4 * f["nparams"]]
     p += 4 * f["nparams"]
@@ -355,10 +355,9 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
         dict(name=b""),
         dict(name=b"\xff\xfe"),
         dict(name=b"a\0b"),
-        dict(scale=struct.pack(">f", float("nan")) * nq),
-        dict(scale=struct.pack(">f", -1.0) * nq),
-        dict(scale=struct.pack(">f", 3e38) * nq),
-        dict(offset=struct.pack(">f", float("inf")) * nq),
+        dict(scale=struct.pack(">e", float("nan")) * nq),
+        dict(scale=struct.pack(">e", -1.0) * nq),
+        dict(offset=struct.pack(">e", float("inf")) * nq),
     ]
     # The constant tensor (one-entry table, no words) may not claim more symbols than the free allowance.
     const = dict(which=2, dims=[1 << 20], count=1 << 20)
@@ -380,7 +379,7 @@ def test_peaked_model_with_huge_count_fails_before_allocating(valid: tuple[Conta
     params = struct.pack(">3f", 0.0, 1e30, 1e-30)  # categorical, p_max ~ 1: ~0 bits per symbol
     bad = _with_tensor(
         data, 0, dims=[1 << 14, 1 << 14], count=1 << 28, axis=0xFF, nq=1,
-        scale=struct.pack(">f", 0.01), offset=struct.pack(">f", 0.0), model=0, nparams=3, params=params,
+        scale=struct.pack(">e", 0.01), offset=struct.pack(">e", 0.0), model=0, nparams=3, params=params,
     )  # fmt: skip
     tracemalloc.start()
     try:

@@ -67,8 +67,8 @@ class QuantParams:
 
     @property
     def side_info_bits(self) -> int:
-        """Bits the (scale, offset) arrays take in the bitstream (float32 each)."""
-        return 32 * (int(self.scale.size) + int(self.offset.size))
+        """Bits the (scale, offset) arrays take in the bitstream (float16 each)."""
+        return 16 * (int(self.scale.size) + int(self.offset.size))
 
 
 def check_bits(bits: int) -> int:
@@ -103,11 +103,26 @@ def _ranges(x: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
     return lo.astype(np.float64).reshape(-1), hi.astype(np.float64).reshape(-1)
 
 
+def _half(v: np.ndarray, up: bool = False, down: bool = False) -> np.ndarray:
+    """Values representable in float16 (how scales and offsets are stored), held as float32.
+
+    Offsets round down and scales up, so [offset, offset + scale * (2^bits - 1)] still covers the data and
+    the error stays within half a step; a positive scale never rounds to zero (a constant channel's mark).
+    """
+    v = np.asarray(v, np.float64)
+    h = v.astype(np.float16)
+    if up:
+        h = np.where((h.astype(np.float64) < v) | ((h == 0) & (v > 0)), np.nextafter(h, np.float16(np.inf)), h)
+    if down:
+        h = np.where(h.astype(np.float64) > v, np.nextafter(h, np.float16(-np.inf)), h)
+    return h.astype(np.float32)
+
+
 def quantize(x: np.ndarray, bits: int, axis: int | None) -> tuple[np.ndarray, QuantParams]:
     """Quantize ``x`` with min/max affine ranges; returns (int32 symbols flattened in C order, params).
 
-    The symbols are computed from the float32 scale/offset that are stored, so that dequantize(quantize(x))
-    is within scale/2 of x (up to float32 rounding) everywhere.
+    The symbols are computed from the scale/offset exactly as stored (float16 values), so that
+    dequantize(quantize(x)) is within scale/2 of x everywhere (plus the offset's float16 rounding).
     """
     bits = check_bits(bits)
     x = np.asarray(x)
@@ -120,10 +135,10 @@ def quantize(x: np.ndarray, bits: int, axis: int | None) -> tuple[np.ndarray, Qu
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise ConfigError("tensor has NaN or infinite values (a diverged fit?): lower the learning rate and refit")
     levels = (1 << bits) - 1
-    scale = ((hi - lo) / levels).astype(np.float32)
-    offset = lo.astype(np.float32)
+    offset = _half(lo, down=True)
+    scale = _half((hi - offset.astype(np.float64)) / levels, up=True)
     if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
-        raise ConfigError("tensor values exceed the float32 range and cannot be quantized")
+        raise ConfigError("tensor values exceed the float16 range of the stored scales and cannot be quantized")
     bshape = _channel_shape(x.ndim, axis)
     safe = np.where(scale > 0, scale, np.float32(1)).astype(np.float64).reshape(bshape)
     q = np.rint((x.astype(np.float64) - offset.astype(np.float64).reshape(bshape)) / safe)
@@ -203,7 +218,12 @@ def fake_quantize(x: "torch.Tensor", bits: int, axis: int | None) -> "torch.Tens
             others = [d for d in range(xd.dim()) if d != axis]
             lo = xd.amin(dim=others, keepdim=True) if others else xd
             hi = xd.amax(dim=others, keepdim=True) if others else xd
-        scale = (hi - lo) / levels
-        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-        q = torch.clamp(torch.round((xd - lo) / safe), 0, levels) * scale + lo
+        # the same float16-representable offset and scale as quantize() stores
+        lo_np = lo.double().cpu().numpy()
+        offset = _half(lo_np, down=True)
+        scale = _half((hi.double().cpu().numpy() - offset.astype(np.float64)) / levels, up=True)
+        offset_t = torch.from_numpy(offset).to(xd).reshape(lo.shape)
+        scale_t = torch.from_numpy(scale).to(xd).reshape(lo.shape)
+        safe = torch.where(scale_t > 0, scale_t, torch.ones_like(scale_t))
+        q = torch.clamp(torch.round((xd - offset_t) / safe), 0, levels) * scale_t + offset_t
     return x + (q - xd)
