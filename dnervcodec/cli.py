@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
-    p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder channels to remove (e.g. 0.1)")
+    p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder parameters to remove by structured channel pruning (e.g. 0.1)")
     p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 10%% of --epochs)")
     p.add_argument("--bits", type=int, default=8, help="quantization bits for weights and embeddings (2..16)")
     p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")

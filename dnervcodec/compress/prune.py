@@ -10,6 +10,7 @@ The result is a smaller decoder plus the new widths for the bitstream header.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Sequence
 
@@ -85,17 +86,37 @@ def widths_of(decoder: Decoder) -> dict:
 
 
 def prune_decoder(decoder: Decoder, ratio: float) -> tuple[Decoder, DecoderConfig]:
-    """Remove `ratio` of the channels of every prunable group by L1 magnitude; return (decoder, config).
+    """Remove channels until the decoder has at least `ratio` fewer parameters; return (decoder, config).
 
+    Every prunable group loses the same share of its channels (the smallest share that reaches the
+    parameter target, found by bisection), each group dropping its channels of lowest L1 magnitude.
     The decoder's input channels (the stored embeddings) and its RGB head output are never pruned.
     """
     if not 0 <= ratio < 1:
         raise ConfigError(f"--prune must be in [0, 1), got {ratio}")
-    cfg = decoder.cfg
     if ratio == 0:
-        return decoder, cfg
+        return decoder, decoder.cfg
     device = next(decoder.parameters()).device
-    decoder = decoder.cpu().to(memory_format=torch.contiguous_format)
+    source = copy.deepcopy(decoder).cpu().to(memory_format=torch.contiguous_format)
+    target = sum(p.numel() for p in source.parameters()) * (1 - ratio)
+    lo, hi = 0.0, 0.9
+    best = _prune_share(copy.deepcopy(source), hi)
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        trial = _prune_share(copy.deepcopy(source), mid)
+        if sum(p.numel() for p in trial.parameters()) <= target:
+            hi, best = mid, trial
+        else:
+            lo = mid
+    new_cfg = replace(decoder.cfg, **widths_of(best))
+    rebuilt = Decoder(new_cfg)
+    rebuilt.load_state_dict(best.state_dict())  # proves the header's widths describe the pruned weights
+    return rebuilt.to(device), new_cfg
+
+
+def _prune_share(decoder: Decoder, share: float) -> Decoder:
+    """Remove round(share * channels) channels of lowest magnitude from every prunable group, in place."""
+    cfg = decoder.cfg
     h, w = cfg.embed_hw
     example = [torch.rand(1, cfg.embed_ch, h, w)]
     if cfg.diff_ch:
@@ -104,24 +125,19 @@ def prune_decoder(decoder: Decoder, ratio: float) -> tuple[Decoder, DecoderConfi
     graph = tp.DependencyGraph().build_dependency(
         decoder, example_inputs=tuple(example), customized_pruners={NeRVBlock: block_pruner}
     )
-    roots = [decoder.lift, *decoder.blocks]
+    candidates = [decoder.lift, *decoder.blocks]
     if cfg.diff_ch:
-        roots += [decoder.diff_lift, decoder.diff_block]
+        candidates += [decoder.diff_lift, decoder.diff_block]
     done: set[int] = set()
-    for module in roots:
-        pruner = graph.get_pruner_of_module(module)
-        fn, channels = pruner.prune_out_channels, pruner.get_out_channels(module)
-        group = graph.get_pruning_group(module, fn, idxs=list(range(channels)))
+    for module in candidates:
         if id(module) in done:
             continue
+        pruner = graph.get_pruner_of_module(module)
+        channels = pruner.get_out_channels(module)
+        group = graph.get_pruning_group(module, pruner.prune_out_channels, idxs=list(range(channels)))
         done.update(id(dep.target.module) for dep, _ in group if dep.handler.__name__ == "prune_out_channels")
-        n_remove = int(channels * ratio)
-        if n_remove == 0 or channels - n_remove < 1:
-            continue
-        score = group_importance(group)
-        idxs = torch.argsort(score)[:n_remove].tolist()
-        graph.get_pruning_group(module, fn, idxs=idxs).prune()
-    new_cfg = replace(cfg, **widths_of(decoder))
-    rebuilt = Decoder(new_cfg)
-    rebuilt.load_state_dict(decoder.state_dict())  # proves the header's widths describe the pruned weights
-    return rebuilt.to(device), new_cfg
+        n_remove = min(int(round(channels * share)), channels - 1)
+        if n_remove > 0:
+            idxs = torch.argsort(group_importance(group))[:n_remove].tolist()
+            graph.get_pruning_group(module, pruner.prune_out_channels, idxs=idxs).prune()
+    return decoder
