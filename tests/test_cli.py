@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 
-import av
 import pytest
 
 from dnervcodec.cli import main
@@ -36,10 +35,8 @@ def test_fit_writes_model_report_and_per_frame_psnr(clip_file, tmp_path, capsys)
 
 
 def zero_frame_video(path):
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
-        out.mux(stream.encode(None))
+    """A valid Y4M stream header (32x32, 25 fps) followed by no frames."""
+    path.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 Ip A1:1 C444\n")
     return path
 
 
@@ -55,7 +52,7 @@ def test_bad_input_is_one_line_and_exit_2(case, clip_file, tmp_path, capsys):
         (tmp_path / "notes.txt").write_text("hello\n" * 100)
         src = str(tmp_path / "notes.txt")
     elif case == "zero_frames":
-        src = str(zero_frame_video(tmp_path / "empty.mkv"))
+        src = str(zero_frame_video(tmp_path / "empty.y4m"))
     elif case == "unfactorable":
         extra = ["--resolution", "127x211"]
     elif case == "bad_budget":
@@ -67,6 +64,10 @@ def test_bad_input_is_one_line_and_exit_2(case, clip_file, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dnerv fit: error:"), err
     assert "Traceback" not in err
+    expected = {"missing": "input not found", "not_video": "not a readable video", "zero_frames": "no frames",
+                "unfactorable": "nearest sizes that work", "bad_budget": "budget 'lots'",
+                "bad_resolution": "is not HEIGHTxWIDTH"}[case]
+    assert expected in err
 
 
 def test_errors_from_the_real_executable_have_no_traceback(tmp_path):
