@@ -55,7 +55,7 @@ def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: 
 
 def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = True, prune: float = 0.0) -> CodecSpec:
     base = EncodeConfig(fit=FitConfig(epochs=epochs), use_diff=use_diff, prune=prune,
-                        prune_epochs=max(1, epochs // 10) if prune else 0, device="auto")
+                        prune_epochs=max(1, epochs // 5) if prune else 0, device="auto")
     return CodecSpec(
         name=name,
         param="target_bpp",

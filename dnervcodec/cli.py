@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
     p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder parameters to remove by structured channel pruning (e.g. 0.1)")
-    p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 10%% of --epochs)")
+    p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 20%% of --epochs)")
     p.add_argument("--bits", type=int, default=8, help="quantization bits for weights and embeddings (2..16)")
     p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
 
@@ -157,7 +157,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     video = _read(args)
     T, H, W, _ = video.frames.shape
     fit_cfg = _fit_config(args)
-    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 10)
+    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 5)
     cfg = EncodeConfig(
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,

@@ -43,7 +43,7 @@ class EncodeConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     prune: float = 0.0  # fraction of the decoder's parameters removed by channel pruning
     prune_epochs: int = 0  # fine-tuning epochs after pruning
-    prune_lr: float | None = None  # peak learning rate of that fine-tuning (default: half the fit's)
+    prune_lr: float | None = None  # peak learning rate of that fine-tuning (default: the fit's)
     bits: int = 8
     device: str = "auto"
 
@@ -113,7 +113,7 @@ def encode_video(
         state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
         state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
         if cfg.prune_epochs > 0:
-            lr = cfg.prune_lr if cfg.prune_lr is not None else cfg.fit.lr / 2
+            lr = cfg.prune_lr if cfg.prune_lr is not None else cfg.fit.lr
             tune = replace(cfg.fit, epochs=cfg.prune_epochs, lr=lr, warmup=0.1)
             tune_dir = Path(run_dir) / "prune" if run_dir is not None else None
             tuned = fit(frames, pruned_cfg, tune, device, tune_dir, resume, progress, init_state=state, desc="prune")
