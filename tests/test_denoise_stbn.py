@@ -58,11 +58,12 @@ def test_unmasked_network_would_fail_the_blind_spot_check() -> None:
 def test_tiny_fit_end_to_end() -> None:
     clean = moving_shapes(8, 32, 64)
     noisy = add_awgn(clean, 30, seed=0)
-    model = STBN(width=16, blocks=1, iters=60, refine_iters=10, crop=32, clip_len=4, batch=2, lr=2e-3, seed=0, device="cpu")
+    model = STBN(width=16, blocks=1, iters=120, refine_iters=10, crop=32, clip_len=4, batch=2, lr=2e-3,
+                 seed=0, device="cpu")
     out = model.denoise(noisy, progress=False)
     assert out.dtype == np.uint8 and out.shape == noisy.shape
-    assert np.isfinite(model.history).all() and len(model.history) == 70
-    assert psnr(out, clean) > psnr(noisy, clean)
+    assert np.isfinite(model.history).all() and len(model.history) == 130
+    assert psnr(out, clean) > psnr(noisy, clean) + 1.0  # measured +5.6 dB (19.0 -> 24.7)
 
 
 def test_registry_and_bad_options() -> None:

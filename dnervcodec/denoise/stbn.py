@@ -181,6 +181,9 @@ class STBN:
     iters: training steps of the first pass; refine_iters: extra steps after re-estimating the flow on
     the first-pass output (None = iters // 4; only if refine_flow). Each step is `batch` random sub-clips
     of `clip_len` frames and `crop` x `crop` pixels. `sigma` is not needed and ignored.
+    Cost at the defaults (160k parameters), 1 CPU thread on a loaded 2-core machine, 40x160x320 clip:
+    ~0.12 s per training step, ~0.5 s per frame of inference (a clip_len window per frame), DIS flow
+    0.25 s per clip; 600 + 150 steps and two inference passes come to roughly 2-2.5 minutes.
     """
 
     width: int = 32
