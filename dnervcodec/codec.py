@@ -46,6 +46,19 @@ class EncodeConfig:
     prune_lr: float | None = None  # peak learning rate of that fine-tuning (default: the fit's)
     bits: int = 8
     device: str = "auto"
+    denoise: str = "none"  # a denoiser run on the frames before fitting: stbn, nlm (vdp later) or none
+    denoise_sigma: float | None = None  # noise level on 0-255; None = estimated
+    denoise_iters: int | None = None  # training iterations of a learned denoiser (None = its default)
+
+
+def denoiser_for(method: str, seed: int = 0, device: str = "auto", iters: int | None = None):
+    """The denoiser called `method`, with the options that apply to it (learned ones take seed/device/iters)."""
+    from .denoise.base import get_denoiser
+
+    if method in ("stbn", "vdp"):
+        options = {"seed": seed, "device": device, **({"iters": iters} if iters else {})}
+        return get_denoiser(method, **options)
+    return get_denoiser(method)
 
 
 @dataclass
@@ -62,6 +75,7 @@ class EncodeReport:
     psnr_fit: float  # float model after fitting (encoders in the loop)
     psnr_pruned: float | None  # float model after pruning + fine-tuning
     timings: dict[str, float]
+    encoded_frames: np.ndarray  # what the model was fitted to: the input, or the input after denoising
 
     @property
     def bpp(self) -> float:
@@ -98,6 +112,14 @@ def encode_video(
     frames = video.frames
     T, H, W, _ = frames.shape
     timings: dict[str, float] = {}
+    extra = dict(ancillary or {})
+    if cfg.denoise != "none":
+        t0 = time.perf_counter()
+        frames = denoiser_for(cfg.denoise, cfg.fit.seed, cfg.device, cfg.denoise_iters).denoise(
+            frames, cfg.denoise_sigma, progress)
+        timings["denoise"] = time.perf_counter() - t0
+        extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
+                                       "seconds": timings["denoise"]}).encode()
     sizing = size_model(H, W, T, _budget(cfg, T, H, W), cfg.use_diff, cfg.diff_stride)
     device = resolve_device(cfg.device)
 
@@ -143,10 +165,9 @@ def encode_video(
     }
     segment = Segment(meta={"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, tensors=tensors)
     timings["quantize_entropy_code"] = time.perf_counter() - t0
-    extra = dict(ancillary or {})
     extra["timings"] = json.dumps(timings).encode()
     data = write_container(Container(header=header, segments=[segment], ancillary=extra))
-    return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, timings)
+    return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, timings, frames)
 
 
 def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:

@@ -137,3 +137,25 @@ def test_killed_encode_leaves_no_output_and_resumes(clip_file, tmp_path):
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert out.is_file()
+
+
+def test_denoise_command_and_encode_with_denoising(clip_file, tmp_path, capsys):
+    from dnervcodec.denoise.noise import add_awgn
+    from dnervcodec.metrics import psnr
+    from dnervcodec.video import read_video
+
+    clean = read_video(clip_file).frames
+    noisy_path = write_video(tmp_path / "noisy.mkv", add_awgn(clean, 25, seed=1))
+    code, out, err = run_cli(["denoise", str(noisy_path), "--method", "nlm", "--sigma", "25", "-o",
+                              str(tmp_path / "den.mkv")], capsys)
+    assert code == 0, err
+    assert psnr(clean, read_video(tmp_path / "den.mkv").frames) > psnr(clean, read_video(noisy_path).frames)
+    code, out, err = run_cli(["encode", str(noisy_path), "--denoise", "nlm", "--size", "20k", "--epochs", "2",
+                              "--quiet", "--device", "cpu", "-o", str(tmp_path / "n.dnerv")], capsys)
+    assert code == 0, err
+    assert "nlm-denoised" in out
+    code, out, _ = run_cli(["info", "--json", str(tmp_path / "n.dnerv")], capsys)
+    info = json.loads(out)
+    assert info["ancillary"]["denoise"]["method"] == "nlm" and "denoise" in info["ancillary"]["timings"]
+    code, _, err = run_cli(["denoise", str(noisy_path), "--method", "vdp", "-o", str(tmp_path / "v.mkv")], capsys)
+    assert code == 2 and "not available" in err
