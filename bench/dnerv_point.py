@@ -23,7 +23,7 @@ from dnervcodec.video import Video, write_bytes_atomic
 
 from .rd import CODEC_REGISTRY, CodecSpec, register_codec
 
-QUICK_BUDGETS = (0.03, 0.05, 0.1, 0.2)  # bpp at 8 bits before entropy coding (files land a little below)
+QUICK_BUDGETS = (0.04, 0.06, 0.1, 0.2)  # bpp at 8 bits before entropy coding (files land a little below)
 QUICK_EPOCHS = 40
 
 

@@ -212,7 +212,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="import MODULE first (it may call bench.rd.register_codec); repeatable")
     ap.add_argument("--threads", type=int, default=1, help="encoder/decoder threads of the baselines (default 1)")
     ap.add_argument("--dnerv-epochs", type=int, help="fit epochs of each dnerv point (quick 40, full 300)")
-    ap.add_argument("--budgets", nargs="+", type=float, help="dnerv target bpp values (default 0.03 0.05 0.1 0.2)")
+    ap.add_argument("--budgets", nargs="+", type=float, help="dnerv target bpp values (default 0.04 0.06 0.1 0.2)")
     ap.add_argument("--out", required=True, help="output folder (reused to resume)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
