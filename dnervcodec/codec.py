@@ -21,8 +21,7 @@ from .bitstream import Container, Segment, decode_tensor, encode_tensor, read_co
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
 from .fit import ClipTensor, FitConfig, evaluate, fit, resolve_device
-from .metrics import psnr
-from .models.dnerv import DNeRV, Decoder, DecoderConfig, ModelConfig, decoder_params
+from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .video import Video, read_video
 
@@ -312,8 +311,4 @@ def decode(
     return np.concatenate(parts), info.header
 
 
-def decoded_psnr(reference: np.ndarray, data: bytes) -> float:
-    return psnr(reference, decode(data)[0])
-
-
-__all__ = ["EncodeConfig", "EncodeReport", "encode", "encode_video", "decode", "parse", "StreamInfo", "decoded_psnr"]
+__all__ = ["EncodeConfig", "EncodeReport", "encode", "encode_video", "decode", "parse", "StreamInfo"]

@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -196,7 +195,6 @@ def fit(
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
-    on_epoch: Callable[[dict], None] | None = None,
     stop_after_steps: int | None = None,
     init_state: dict | None = None,
     desc: str = "fit",
@@ -308,8 +306,6 @@ def fit(
                 }
                 history.append(record)
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}")
-                if on_epoch:
-                    on_epoch(record)
                 epoch, step_in_epoch = epoch + 1, 0
         except KeyboardInterrupt:
             bar.close()
