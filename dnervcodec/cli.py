@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=None, help="training iterations (learned methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("decode", help="rebuild the video from a .dnerv file")
@@ -162,8 +164,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    import shutil
-
     from .codec import EncodeConfig, decode, encode_video
     from .metrics import psnr
     from .video import write_bytes_atomic
@@ -179,11 +179,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
     out = Path(args.output)
-    run_dir = Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
+    run_dir = _run_dir(args)
     report = encode_video(video, cfg, run_dir, args.resume, not args.quiet)
     write_bytes_atomic(out, report.data)
-    if not args.run_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    _finish_run_dir(args, run_dir)
     decoded, _ = decode(report.data)
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
@@ -194,6 +193,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(args: argparse.Namespace) -> Path:
+    """--run-dir, or OUTPUT.run beside the output (removed after success)."""
+    out = Path(args.output)
+    return Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
+
+
+def _finish_run_dir(args: argparse.Namespace, run_dir: Path) -> None:
+    import shutil
+
+    if not args.run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
     import time
 
@@ -202,9 +214,12 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
     check_output_path(args.output)
     video = _read(args)
+    run_dir = _run_dir(args)
     t0 = time.perf_counter()
-    clean = denoiser_for(args.method, args.seed, args.device, args.iters).denoise(video.frames, args.sigma, not args.quiet)
+    denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
+    clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
     path = write_video(args.output, clean, video.fps)
+    _finish_run_dir(args, run_dir)
     print(f"{path}: {clean.shape[0]} frames {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
           f"in {time.perf_counter() - t0:.0f} s")
     return 0

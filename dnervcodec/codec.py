@@ -18,11 +18,14 @@ import torch
 
 from . import __version__
 from .bitstream import Container, Segment, decode_tensor, encode_tensor, read_container, write_container
+from .checkpoint import Checkpointer, frames_digest
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
-from .fit import ClipTensor, FitConfig, evaluate, fit, resolve_device
+from .device import resolve_device
+from .fit import ClipTensor, FitConfig, evaluate, fit
 from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
+from .progress import Progress
 from .video import Video, read_video
 
 MAX_SIDE = 8192
@@ -99,23 +102,60 @@ def _embeddings(model: DNeRV, clip: ClipTensor, batch: int = 8) -> tuple[np.ndar
     return torch.cat(content).numpy(), (torch.cat(diff).numpy() if diff else None)
 
 
+def encode_stages(cfg: EncodeConfig) -> list[str]:
+    """The stages an encode with `cfg` runs, as the progress line labels them."""
+    stages = [f"denoise {cfg.denoise}"] if cfg.denoise != "none" else []
+    stages.append("fit")
+    if cfg.prune > 0 and cfg.prune_epochs > 0:
+        stages.append("prune")
+    return stages
+
+
+def denoise_frames(frames: np.ndarray, cfg: EncodeConfig, run_dir: str | os.PathLike | None = None,
+                   resume: bool = False, progress: bool | Progress = True) -> np.ndarray:
+    """Run the configured denoiser; with a run_dir its output is kept there, so a resumed encode reuses it."""
+    key = {"method": cfg.denoise, "sigma": cfg.denoise_sigma, "iters": cfg.denoise_iters, "seed": cfg.fit.seed,
+           "digest": frames_digest(frames)}
+    work = Path(run_dir) / "denoise" if run_dir is not None else None
+    cache = Checkpointer(work, key, name="denoised.pt")
+    done = cache.restore(resume)
+    if done is not None:
+        return done["frames"].numpy()
+    denoiser = denoiser_for(cfg.denoise, cfg.fit.seed, cfg.device, cfg.denoise_iters)
+    out = denoiser.denoise(frames, cfg.denoise_sigma, progress, run_dir=work, resume=resume)
+    cache.save({"frames": torch.from_numpy(out)})
+    return out
+
+
 def encode_video(
     video: Video,
     cfg: EncodeConfig,
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     ancillary: dict[str, bytes] | None = None,
 ) -> EncodeReport:
-    """Fit, compress and pack one clip. A run_dir keeps checkpoints so an interrupted encode resumes."""
+    """Fit, compress and pack one clip. A run_dir keeps checkpoints so an interrupted encode resumes.
+
+    `progress` is a bool or a Progress line; the stages (denoise, fit, prune) share one display.
+    """
+    display = progress if isinstance(progress, Progress) else Progress(bool(progress), encode_stages(cfg))
+    try:
+        return _encode(video, cfg, run_dir, resume, display, ancillary)
+    finally:
+        if display is not progress:
+            display.close()
+
+
+def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, resume: bool,
+            progress: Progress, ancillary: dict[str, bytes] | None) -> EncodeReport:
     frames = video.frames
     T, H, W, _ = frames.shape
     timings: dict[str, float] = {}
     extra = dict(ancillary or {})
     if cfg.denoise != "none":
         t0 = time.perf_counter()
-        frames = denoiser_for(cfg.denoise, cfg.fit.seed, cfg.device, cfg.denoise_iters).denoise(
-            frames, cfg.denoise_sigma, progress)
+        frames = denoise_frames(frames, cfg, run_dir, resume, progress)
         timings["denoise"] = time.perf_counter() - t0
         extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
                                        "seconds": timings["denoise"]}).encode()

@@ -21,7 +21,15 @@ class CheckpointError(DnervError):
     """A checkpoint that does not match the run it should resume."""
 
 
-class FitInterrupted(DnervError):
-    """Ctrl-C (or a planned stop) during a fit; a checkpoint was written where a run folder was given."""
+class Interrupted(DnervError):
+    """Ctrl-C (or a planned stop) during a long job; a checkpoint was written where a run folder was given."""
 
     exit_code = 130
+
+
+class FitInterrupted(Interrupted):
+    """A DNeRV fit was interrupted."""
+
+
+class DenoiseInterrupted(Interrupted):
+    """A learned denoiser's training was interrupted."""

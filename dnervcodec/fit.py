@@ -7,12 +7,8 @@ at any step resumes to the same result as a run straight through.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import signal
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from .checkpoint import CHECKPOINT_NAME, StopAtStepBoundary, frames_digest, load_checkpoint, save_checkpoint
+from .device import resolve_device
 from .errors import CheckpointError, ConfigError, FitInterrupted
 from .metrics import gaussian_window, psnr_from_mse, ssim_parts
 from .models.dnerv import DNeRV, ModelConfig, frame_differences
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from .progress import Progress, progress_stage
 
 
 @dataclass(frozen=True)
@@ -71,19 +67,6 @@ class FitResult:
         return float(self.per_frame_psnr.mean())
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}' (use auto, cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA was asked for but is not available; use --device cpu")
-    return device
-
-
 def learning_rate(cfg: FitConfig, step: int, total_steps: int) -> float:
     """Linear warmup over the first `warmup` of the steps, then cosine decay to zero."""
     warm = int(cfg.warmup * total_steps)
@@ -126,27 +109,9 @@ class ClipTensor:
         return cur, frame_differences(prev, cur, nxt)
 
 
-def frames_digest(frames: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest()
-
-
 def epoch_order(seed: int, epoch: int, num_frames: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(num_frames, generator=g)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a crash while saving leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".part")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a damaged checkpoint is a user-facing problem, not a crash
-        raise CheckpointError(f"cannot read checkpoint {path}: {e.__class__.__name__}; delete it to start over") from None
 
 
 @torch.no_grad()
@@ -164,29 +129,6 @@ def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-class _StopAtStepBoundary:
-    """Turns the first Ctrl-C into a flag that the loop checks between steps, so that a checkpoint never holds
-    a half-applied optimizer step; a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> "_StopAtStepBoundary":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def fit(
     frames: np.ndarray,
     model_cfg: ModelConfig,
@@ -194,7 +136,7 @@ def fit(
     device: str | torch.device = "auto",
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     stop_after_steps: int | None = None,
     init_state: dict | None = None,
     desc: str = "fit",
@@ -206,7 +148,7 @@ def fit(
     after that many steps of this call, as Ctrl-C would (used by tests and the resume check).
     `init_state` starts from given weights instead of a fresh init (fine-tuning after pruning).
     """
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     T, H, W, _ = frames.shape
     dec = model_cfg.decoder
     if (H, W) != (dec.height, dec.width):
@@ -242,7 +184,6 @@ def fit(
     def checkpoint(ep: int, st: int, seconds: float) -> None:
         if ckpt_path is None:
             return
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(
             ckpt_path,
             {
@@ -262,10 +203,9 @@ def fit(
     start = time.perf_counter()
     last_ckpt = start
     steps_this_call = 0
-    bar = tqdm(total=total_steps, initial=epoch * steps_per_epoch + step_in_epoch, disable=not progress,
-               unit="step", dynamic_ncols=True, desc=desc, mininterval=0.5 if sys.stderr.isatty() else 30)
     model.train()
-    with _StopAtStepBoundary() as stopper:
+    done_before = epoch * steps_per_epoch + step_in_epoch
+    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, total_steps, done_before) as bar:
         try:
             while epoch < cfg.epochs:
                 order = epoch_order(cfg.seed, epoch, T).to(device)
@@ -305,15 +245,13 @@ def fit(
                     "seconds": seconds,
                 }
                 history.append(record)
-                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}")
+                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"])
                 epoch, step_in_epoch = epoch + 1, 0
         except KeyboardInterrupt:
-            bar.close()
             seconds = elapsed_before + time.perf_counter() - start
             checkpoint(epoch, step_in_epoch, seconds)
             where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
             raise FitInterrupted(f"fit interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
-    bar.close()
     seconds = elapsed_before + time.perf_counter() - start
     checkpoint(epoch, 0, seconds)
     return FitResult(model, evaluate(model, clip), history, seconds)

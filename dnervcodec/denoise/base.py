@@ -8,11 +8,15 @@ Heavy modules (torch models, OpenCV) are imported lazily, only when their denois
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Protocol, runtime_checkable
+import os
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from dnervcodec.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dnervcodec.progress import Progress
 
 
 @runtime_checkable
@@ -21,8 +25,13 @@ class Denoiser(Protocol):
 
     name: str
 
-    def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool = True) -> np.ndarray:
-        """uint8 [T,H,W,3] noisy RGB frames -> uint8 [T,H,W,3] denoised frames."""
+    def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: "bool | Progress" = True,
+                run_dir: str | os.PathLike | None = None, resume: bool = False) -> np.ndarray:
+        """uint8 [T,H,W,3] noisy RGB frames -> uint8 [T,H,W,3] denoised frames.
+
+        `progress` is a bool (a bar of its own) or a shared Progress line; learned denoisers checkpoint into
+        `run_dir` (when given) and continue from there with `resume=True`; others ignore both.
+        """
         ...
 
 

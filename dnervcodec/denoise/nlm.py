@@ -9,23 +9,24 @@ AWGN sigma 15 and 30 on the test clip of moving shapes (`tune_nlm` picks it when
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Iterable
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from dnervcodec.denoise.base import check_frames
 from dnervcodec.denoise.noise import estimate_sigma
 from dnervcodec.errors import ConfigError
 from dnervcodec.metrics import psnr
+from dnervcodec.progress import Progress, progress_stage
 
 DEFAULT_STRENGTH_PER_SIGMA = 0.6
 
 
 def nlm_denoise(frames: np.ndarray, h: float, h_color: float | None = None, temporal_window: int = 5,
-                template_window: int = 7, search_window: int = 21, progress: bool = False) -> np.ndarray:
+                template_window: int = 7, search_window: int = 21, progress: bool | Progress = False) -> np.ndarray:
     """uint8 RGB [T,H,W,3] -> uint8 RGB [T,H,W,3] with strengths h (luma) and h_color (chroma)."""
     check_frames(frames)
     if h <= 0 or (h_color is not None and h_color <= 0):
@@ -38,15 +39,23 @@ def nlm_denoise(frames: np.ndarray, h: float, h_color: float | None = None, temp
     bgr = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR) for f in frames]
     t_count = len(bgr)
     out = np.empty_like(frames)
-    for t in tqdm(range(t_count), desc="nlm", disable=not progress, leave=False):
-        half = min(temporal_window // 2, t, t_count - 1 - t)
-        if half == 0:
-            res = cv2.fastNlMeansDenoisingColored(bgr[t], None, h, h_color, template_window, search_window)
-        else:
-            res = cv2.fastNlMeansDenoisingColoredMulti(bgr[t - half:t + half + 1], half, 2 * half + 1, None,
-                                                       h, h_color, template_window, search_window)
-        out[t] = cv2.cvtColor(res, cv2.COLOR_BGR2RGB)
+    with progress_stage(progress, "denoise nlm", t_count) as bar:
+        for t in range(t_count):
+            out[t] = _nlm_frame(bgr, t, temporal_window, h, h_color, template_window, search_window)
+            bar.update(1)
     return out
+
+
+def _nlm_frame(bgr: list[np.ndarray], t: int, temporal_window: int, h: float, h_color: float,
+               template_window: int, search_window: int) -> np.ndarray:
+    t_count = len(bgr)
+    half = min(temporal_window // 2, t, t_count - 1 - t)
+    if half == 0:
+        res = cv2.fastNlMeansDenoisingColored(bgr[t], None, h, h_color, template_window, search_window)
+    else:
+        res = cv2.fastNlMeansDenoisingColoredMulti(bgr[t - half:t + half + 1], half, 2 * half + 1, None,
+                                                   h, h_color, template_window, search_window)
+    return cv2.cvtColor(res, cv2.COLOR_BGR2RGB)
 
 
 @dataclass
@@ -60,7 +69,9 @@ class NLMDenoiser:
     search_window: int = 21
     name: str = "nlm"
 
-    def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool = True) -> np.ndarray:
+    def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool | Progress = True,
+                run_dir: str | os.PathLike | None = None, resume: bool = False) -> np.ndarray:
+        """Non-local means needs no training, so there is nothing to checkpoint: run_dir/resume are ignored."""
         check_frames(frames)
         h = self.h
         if h is None:

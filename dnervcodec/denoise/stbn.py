@@ -29,18 +29,20 @@ four, which the paper reports as worse under blind-spot training. In this design
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from dnervcodec.checkpoint import Checkpointer, StopAtStepBoundary, frames_digest
 from dnervcodec.denoise.base import check_frames
 from dnervcodec.denoise.flow import FLOW_BACKENDS, WARP_MODES, estimate_flows, warp
-from dnervcodec.errors import ConfigError
+from dnervcodec.device import resolve_device
+from dnervcodec.errors import ConfigError, DenoiseInterrupted
+from dnervcodec.progress import Progress, progress_stage
 
 
 class CentreMaskedConv2d(nn.Conv2d):
@@ -165,15 +167,6 @@ class STBNNet(nn.Module):
         return torch.stack(outs, 1)
 
 
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from exc
-
-
 @dataclass
 class STBN:
     """Self-supervised STBN denoiser: fits a fresh network on the clip it is asked to denoise.
@@ -200,6 +193,7 @@ class STBN:
     flow: str = "dis"
     seed: int = 0
     device: str = "auto"
+    checkpoint_minutes: float = 5.0
     name: str = "stbn"
     history: list[float] = field(default_factory=list, repr=False)  # training losses of the last run
 
@@ -217,43 +211,75 @@ class STBN:
     def build(self) -> STBNNet:
         return STBNNet(self.width, self.blocks, self.use_rfe, self.warp_mode)
 
-    def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool = True) -> np.ndarray:
+    def options(self) -> dict:
+        """The settings that define a run (what a checkpoint must match)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("history", "device", "checkpoint_minutes")}
+
+    @property
+    def passes(self) -> list[int]:
+        """Training steps of each pass: the first, then the one after flow refinement (if any)."""
+        if not self.refine_flow or self.flow == "zero":
+            return [self.iters]
+        return [self.iters, self.iters // 4 if self.refine_iters is None else self.refine_iters]
+
+    def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool | Progress = True,
+                run_dir: str | os.PathLike | None = None, resume: bool = False) -> np.ndarray:
         check_frames(frames)
-        device = _pick_device(self.device)
+        device = resolve_device(self.device)
         torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
         net = self.build().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)  # uint8 [T,3,H,W]
-        self.history = []
-        flows = self._flows(frames, device)
-        self._train(net, opt, clip, flows, self.iters, rng, progress, "stbn")
-        out = self._infer(net, clip, flows)
-        if self.refine_flow and self.flow != "zero":
-            flows = self._flows(out, device)
-            extra = self.iters // 4 if self.refine_iters is None else self.refine_iters
-            self._train(net, opt, clip, flows, extra, rng, progress, "stbn refine")
-            out = self._infer(net, clip, flows)
+        ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "digest": frames_digest(frames)},
+                            self.checkpoint_minutes)
+        run = _Run(rng=np.random.default_rng(self.seed))
+        state = ckpt.restore(resume)
+        if state is not None:
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["opt"])
+            run = _Run.from_state(state)
+        self.history = run.history
+        passes = self.passes
+        total = sum(passes) + len(passes) * frames.shape[0]  # training steps + one inference step per frame
+        done = sum(passes[: run.pass_index]) + run.pass_index * frames.shape[0] + run.step
+        with StopAtStepBoundary() as stopper, progress_stage(progress, "denoise stbn", total, done) as bar:
+            try:
+                out = run.first_pass
+                while run.pass_index < len(passes):
+                    flow_source = frames if run.pass_index == 0 else out
+                    flows = self._flows(flow_source, device)
+                    self._train(net, opt, clip, flows, passes[run.pass_index], run, bar, stopper, ckpt)
+                    out = self._infer(net, clip, flows, bar)
+                    run.pass_index, run.step, run.first_pass = run.pass_index + 1, 0, out
+            except KeyboardInterrupt:
+                ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
+                raise DenoiseInterrupted(f"stbn interrupted in pass {run.pass_index + 1}, step {run.step}"
+                                         f"{ckpt.where()}") from None
         return out
 
     def _flows(self, frames: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         prev, nxt = estimate_flows(frames, self.flow)
         return torch.from_numpy(prev).to(device), torch.from_numpy(nxt).to(device)
 
+    def learning_rate(self, step: int, steps: int) -> float:
+        """Cosine from lr down to lr/10 over a pass: a pure function of the step, so resumes are exact."""
+        return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1))))
+
     def _train(self, net: STBNNet, opt: torch.optim.Optimizer, clip: torch.Tensor,
-               flows: tuple[torch.Tensor, torch.Tensor], iters: int, rng: np.random.Generator,
-               progress: bool, desc: str) -> None:
+               flows: tuple[torch.Tensor, torch.Tensor], iters: int, run: "_Run", bar: Progress,
+               stopper: StopAtStepBoundary, ckpt: Checkpointer) -> None:
         t, _, h, w = clip.shape
         length, ch, cw = min(self.clip_len, t), min(self.crop, h), min(self.crop, w)
         net.train()
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, iters) / max(iters, 1))) * 0.9 + 0.1)
-        bar = tqdm(range(iters), desc=desc, disable=not progress, leave=False)
-        for _ in bar:
+        while run.step < iters:
+            if stopper.requested:
+                raise KeyboardInterrupt
+            for group in opt.param_groups:
+                group["lr"] = self.learning_rate(run.step, iters)
             xs, ps, ns = [], [], []
             for _ in range(self.batch):
-                t0 = int(rng.integers(0, t - length + 1))
-                y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+                t0 = int(run.rng.integers(0, t - length + 1))
+                y0, x0 = int(run.rng.integers(0, h - ch + 1)), int(run.rng.integers(0, w - cw + 1))
                 sl = (slice(t0, t0 + length), slice(None), slice(y0, y0 + ch), slice(x0, x0 + cw))
                 xs.append(clip[sl].float() / 255.0)
                 ps.append(flows[0][sl])
@@ -265,13 +291,16 @@ class STBN:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
             value = float(loss.detach())
-            self.history.append(value)
-            bar.set_postfix(loss=f"{value:.5f}")
+            run.history.append(value)
+            run.step += 1
+            bar.update(1, loss=value, **{"pass": f"{run.pass_index + 1}/{len(self.passes)}"})
+            if ckpt.due():
+                ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
 
     @torch.no_grad()
-    def _infer(self, net: STBNNet, clip: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    def _infer(self, net: STBNNet, clip: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
+               bar: Progress) -> np.ndarray:
         """Full frames; frame t is taken from the clip_len-frame window centred on it (clamped at the ends).
 
         The recurrent states are only trained over clip_len frames: running them over a whole 40-frame
@@ -288,19 +317,29 @@ class STBN:
             x = clip[sl].float().unsqueeze(0) / 255.0
             y = net(x, flows[0][sl].unsqueeze(0), flows[1][sl].unsqueeze(0))[0, i - s0]
             out[i] = (y.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu()
+            bar.update(1)
         return out.numpy()
 
 
-def time_iterations(frames: np.ndarray, iters: int = 5, **options: object) -> float:
-    """Seconds per training step for these options on this clip (after one warm-up step); for docs."""
-    model = STBN(**options)  # type: ignore[arg-type]
-    device = _pick_device(model.device)
-    net = model.build().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=model.lr)
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)
-    flows = model._flows(frames, device)
-    rng = np.random.default_rng(0)
-    model._train(net, opt, clip, flows, 1, rng, False, "")
-    start = time.perf_counter()
-    model._train(net, opt, clip, flows, iters, rng, False, "")
-    return (time.perf_counter() - start) / iters
+@dataclass
+class _Run:
+    """Where a denoising run stands: pass, step within it, the sampler's state, losses, first-pass output."""
+
+    rng: np.random.Generator
+    pass_index: int = 0
+    step: int = 0
+    history: list[float] = field(default_factory=list)
+    first_pass: np.ndarray | None = None
+
+    def state(self) -> dict:
+        return {"pass_index": self.pass_index, "step": self.step, "history": list(self.history),
+                "rng": self.rng.bit_generator.state,
+                "first_pass": None if self.first_pass is None else torch.from_numpy(self.first_pass)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_Run":
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        first = state["first_pass"]
+        return cls(rng, state["pass_index"], state["step"], list(state["history"]),
+                   None if first is None else first.numpy())

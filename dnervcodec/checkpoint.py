@@ -1,0 +1,104 @@
+"""Checkpoints for long training loops (DNeRV fits, self-supervised denoisers), so an interrupted job resumes.
+
+- Writes are atomic: a crash while saving leaves the previous checkpoint intact.
+- A checkpoint carries a key (options + a digest of the input frames); resuming with other settings or other
+  frames is refused with a message instead of silently mixing two runs.
+- The first Ctrl-C only raises a flag that the loop checks between optimizer steps, so a checkpoint never
+  holds a half-applied step; a second Ctrl-C interrupts at once.
+Checkpoints are our own files, read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def frames_digest(frames: np.ndarray) -> str:
+    """SHA-1 of the frames: tells whether a checkpoint was written for this very input."""
+    return hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest()
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: write to a side file, then rename over the old checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged checkpoint is a user-facing problem, not a crash
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.__class__.__name__}; delete it to start over") from None
+
+
+class StopAtStepBoundary:
+    """Turns the first Ctrl-C into `requested`, checked by the loop between steps; a second one interrupts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "StopAtStepBoundary":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Checkpointer:
+    """Periodic checkpoints of one training loop in `run_dir` (None: checkpointing off).
+
+    `key` is a plain dict (options, input digest) that must match for a resume to be accepted.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike | None, key: dict, minutes: float = 5.0,
+                 name: str = CHECKPOINT_NAME) -> None:
+        self.path = Path(run_dir) / name if run_dir is not None else None
+        self.key = key
+        self.minutes = minutes
+        self._last = time.perf_counter()
+
+    def restore(self, resume: bool) -> dict | None:
+        """The saved state when resuming and a checkpoint exists; CheckpointError if it is another run's."""
+        if not resume or self.path is None or not self.path.exists():
+            return None
+        state = load_checkpoint(self.path)
+        if state.get("key") != self.key:
+            raise CheckpointError(f"{self.path} was written for other settings or another input; use the same "
+                                  "options and input, or delete it to start over")
+        return state
+
+    def due(self) -> bool:
+        return self.path is not None and time.perf_counter() - self._last > self.minutes * 60
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        save_checkpoint(self.path, {**state, "key": self.key})
+        self._last = time.perf_counter()
+
+    def where(self) -> str:
+        """'; resume with --resume (checkpoint in DIR)' for interrupt messages, or '' without a run folder."""
+        return f"; resume with --resume (checkpoint in {self.path.parent})" if self.path is not None else ""
