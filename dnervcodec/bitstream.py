@@ -22,12 +22,21 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from .compress.entropy import MODELS, CodedSymbols, check_coded, decode_symbols, encode_symbols
+from .compress.entropy import (
+    MODELS,
+    CodedSymbols,
+    check_coded,
+    decode_symbols,
+    encode_symbols,
+    pack_counts,
+    unpack_counts,
+)
 from .compress.quant import MAX_BITS, MIN_BITS, QuantParams, dequantize, quantize_embedding, quantize_weight
 from .errors import BitstreamError, ConfigError
 
 SIGNATURE = b"\x8bDNRV\r\n\x1a\n"
-FORMAT_VERSION: tuple[int, int] = (1, 0)
+FORMAT_VERSION: tuple[int, int] = (2, 0)
+OLDEST_MAJOR = 1  # format 1.x files (float32 tables and parameters, one group) are still read
 
 MAX_CHUNK_LENGTH = (1 << 31) - 1
 MAX_JSON_BYTES = 1 << 20
@@ -78,20 +87,27 @@ class Container:
 def encode_tensor(
     name: str, array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]
 ) -> CodedTensor:
-    """Quantize (per output channel for weights, per tensor/channel for embeddings) and entropy-code."""
+    """Quantize (per output channel for weights, per tensor/channel for embeddings) and entropy-code.
+
+    Parametric entropy models may take one (mean, scale) per output channel of a weight (axis 0) or per
+    channel of an embedding [T, C, h, w] (axis 1), where channels differ; the cheapest choice wins.
+    """
     if kind == "weight":
         symbols, quant = quantize_weight(array, bits)
+        axes = (None, 0) if len(quant.shape) >= 2 else (None,)
     elif kind == "embedding":
         symbols, quant = quantize_embedding(array, bits)
+        axes = (None, 1) if len(quant.shape) == 4 else (None,)
     else:
         raise ConfigError(f"tensor kind must be 'weight' or 'embedding', got {kind!r}")
-    return CodedTensor(name=name, quant=quant, coded=encode_symbols(symbols, quant.levels))
+    coded = encode_symbols(symbols.reshape(quant.shape), quant.levels, axes=axes)
+    return CodedTensor(name=name, quant=quant, coded=coded)
 
 
 def decode_tensor(t: CodedTensor) -> np.ndarray:
     """Entropy-decode and dequantize to float32 of the stored shape; BitstreamError if anything is off."""
     _check_tensor(t)
-    return dequantize(decode_symbols(t.coded), t.quant)
+    return dequantize(decode_symbols(t.coded, t.quant.shape), t.quant)
 
 
 def _check_quant(q: QuantParams) -> None:
@@ -128,7 +144,7 @@ def _check_tensor(t: CodedTensor) -> None:
     if not isinstance(t.quant, QuantParams) or not isinstance(t.coded, CodedSymbols):
         raise BitstreamError("corrupt tensor: malformed fields")
     _check_quant(t.quant)
-    check_coded(t.coded)
+    check_coded(t.coded, t.quant.shape)
     if t.coded.alphabet != 1 << t.quant.bits:
         raise BitstreamError(f"corrupt tensor: alphabet {t.coded.alphabet} does not match {t.quant.bits} bits")
     if t.coded.count != math.prod(t.quant.shape):
@@ -180,12 +196,32 @@ def _tensor_data(segment: int, index: int, t: CodedTensor) -> bytes:
         struct.pack(">BBI", q.bits, NO_AXIS if q.axis is None else q.axis, q.scale.size),
         q.scale.astype(">f2").tobytes(),
         q.offset.astype(">f2").tobytes(),
-        struct.pack(">BIII", MODELS.index(c.model), c.alphabet, c.count, c.params.size),
-        c.params.astype(">f4").tobytes(),
+        struct.pack(">BII", MODELS.index(c.model), c.alphabet, c.count),
+        _model_data(c),
         struct.pack(">I", c.words.size),
         c.words.astype(">u4").tobytes(),
     ]
     return b"".join(parts)
+
+
+PINNED = 0x01  # flags bit of a parametric model: each group's first 0 and first top symbol are positions
+
+
+def _model_data(c: CodedSymbols) -> bytes:
+    """Format 2 entropy-model parameters: an integer table, float16 (mean, scale) rows, or nothing."""
+    if c.model == "uniform":
+        return b""
+    if c.model == "categorical":
+        counts = c.params[1:]
+        if not np.array_equal(counts, np.floor(counts)) or counts.max() >= 2**53:
+            raise ValueError("a categorical table must hold integer counts to be written")
+        table = pack_counts(counts.astype(np.int64))
+        return struct.pack(">III", int(c.params[0]), counts.size, len(table)) + table
+    rows = c.params.astype(">f2")
+    if not np.array_equal(rows.astype(np.float64), c.params):
+        raise ValueError("parametric entropy parameters must be float16 values to be written")
+    axis = NO_AXIS if c.axis is None else c.axis
+    return struct.pack(">BBI", axis, PINNED if c.pinned else 0, rows.shape[0]) + rows.tobytes()
 
 
 def write_container(c: Container) -> bytes:
@@ -275,7 +311,7 @@ class _Cursor:
             raise BitstreamError(f"corrupt {self.what}: {len(self.data) - self.pos} unexpected trailing bytes")
 
 
-def _check_version(data: bytes | memoryview) -> None:
+def _check_version(data: bytes | memoryview) -> tuple[int, int]:
     head = bytes(data[: len(SIGNATURE)])
     if head != SIGNATURE:
         if len(head) == len(SIGNATURE) and head[1:5] == SIGNATURE[1:5]:
@@ -289,11 +325,12 @@ def _check_version(data: bytes | memoryview) -> None:
     major, minor = struct.unpack(">HH", data[len(SIGNATURE) : _PREAMBLE])
     if major > FORMAT_VERSION[0]:
         raise BitstreamError(
-            f"this file was written by a newer dnervcodec (format {major}.{minor}, we read "
+            f"this file was written by a newer dnervcodec (format {major}.{minor}, we read up to "
             f"{FORMAT_VERSION[0]}.x); upgrade dnervcodec"
         )
-    if major < 1:
+    if major < OLDEST_MAJOR:
         raise BitstreamError(f"unsupported .dnerv format version {major}.{minor}")
+    return major, minor
 
 
 def _chunks(data: bytes | memoryview) -> Iterator[tuple[bytes, memoryview, int]]:
@@ -320,7 +357,7 @@ def _chunks(data: bytes | memoryview) -> Iterator[tuple[bytes, memoryview, int]]
         pos += length + _FRAMING
 
 
-def _read_tensor(data: memoryview) -> tuple[int, int, CodedTensor]:
+def _read_tensor(data: memoryview, major: int) -> tuple[int, int, CodedTensor]:
     cur = _Cursor(data, "TNSR chunk")
     segment, index, name_len = cur.unpack(">IIH")
     if not 1 <= name_len <= MAX_NAME_BYTES:
@@ -349,20 +386,63 @@ def _read_tensor(data: memoryview) -> tuple[int, int, CodedTensor]:
         raise BitstreamError(f"corrupt {what}: {nq} scales, expected {expected}")
     scale = cur.array(nq, ">f2").astype(np.float32)
     offset = cur.array(nq, ">f2").astype(np.float32)
-    model, alphabet, count, nparams = cur.unpack(">BIII")
+    model, alphabet, count = cur.unpack(">BII")
     if model >= len(MODELS):
         raise BitstreamError(f"corrupt {what}: unknown entropy model {model}")
-    if nparams > alphabet + 1:
-        raise BitstreamError(f"corrupt {what}: {nparams} model parameters for alphabet {alphabet}")
-    params = cur.array(nparams, ">f4")
+    if major == 1:
+        if MODELS[model] == "uniform":
+            raise BitstreamError(f"corrupt {what}: unknown entropy model {model} in a format 1 file")
+        group_axis, pinned, params = _read_model_v1(cur, MODELS[model], alphabet, what)
+    else:
+        group_axis, pinned, params = _read_model_v2(cur, MODELS[model], alphabet, count, shape, what)
     (nwords,) = cur.unpack(">I")
     words = cur.array(nwords, ">u4")
     cur.done()
     quant = QuantParams(shape=shape, bits=bits, axis=None if axis == NO_AXIS else axis, scale=scale, offset=offset)
-    coded = CodedSymbols(model=MODELS[model], alphabet=alphabet, count=count, params=params, words=words)
+    coded = CodedSymbols(model=MODELS[model], alphabet=alphabet, count=count, params=params, words=words,
+                         axis=group_axis, pinned=pinned)
     tensor = CodedTensor(name=name, quant=quant, coded=coded)
     _check_tensor(tensor)
     return segment, index, tensor
+
+
+def _read_model_v1(cur: _Cursor, model: str, alphabet: int, what: str) -> tuple[None, bool, np.ndarray]:
+    """Format 1: n_params float32 values, one group (a table [lo, w...] or one (mean, scale) pair)."""
+    (nparams,) = cur.unpack(">I")
+    if nparams > alphabet + 1:
+        raise BitstreamError(f"corrupt {what}: {nparams} model parameters for alphabet {alphabet}")
+    params = cur.array(nparams, ">f4").astype(np.float64)
+    if model != "categorical":
+        if params.size != 2:
+            raise BitstreamError(f"corrupt {what}: {model} model needs 2 parameters, got {params.size}")
+        params = params.reshape(1, 2)
+    return None, False, params
+
+
+def _read_model_v2(cur: _Cursor, model: str, alphabet: int, count: int, shape: tuple[int, ...],
+                   what: str) -> tuple[int | None, bool, np.ndarray]:
+    """Format 2: a Rice-coded integer table, float16 (mean, scale) rows over groups, or nothing (uniform)."""
+    if model == "uniform":
+        return None, False, np.zeros(0, np.float64)
+    if model == "categorical":
+        lo, n, nbytes = cur.unpack(">III")
+        if not 1 <= n <= alphabet or lo > alphabet - n:
+            raise BitstreamError(f"corrupt {what}: table of {n} entries from {lo} for alphabet {alphabet}")
+        counts = unpack_counts(bytes(cur.take(nbytes)), n, count)
+        return None, False, np.concatenate([[lo], counts]).astype(np.float64)
+    group_axis, flags, rows = cur.unpack(">BBI")
+    if flags & ~PINNED:
+        raise BitstreamError(f"corrupt {what}: unknown model flags {flags:#x}")
+    if group_axis == NO_AXIS:
+        expected, group_axis = 1, None
+    elif group_axis < len(shape):
+        expected = shape[group_axis]
+    else:
+        raise BitstreamError(f"corrupt {what}: group axis {group_axis} for {len(shape)} dimensions")
+    if rows not in (1, expected):
+        raise BitstreamError(f"corrupt {what}: {rows} parameter rows, expected 1 or {expected}")
+    params = cur.array(2 * rows, ">f2").astype(np.float64).reshape(rows, 2)
+    return group_axis, bool(flags & PINNED), params
 
 
 def _read_ancillary(data: memoryview) -> tuple[str, bytes]:
@@ -385,6 +465,7 @@ def read_container(data: bytes) -> Container:
     expected_tensors = 0
     ancillary: dict[str, bytes] = {}
     ended = False
+    major, _ = _check_version(data)
     for ctype, body, _ in _chunks(data):
         if ended:
             raise BitstreamError("corrupt .dnerv file: chunks after IEND")
@@ -411,7 +492,7 @@ def read_container(data: bytes) -> Container:
         elif ctype == b"TNSR":
             if not segments:
                 raise BitstreamError("corrupt .dnerv file: tensor before any SEGM chunk")
-            segment, index, tensor = _read_tensor(body)
+            segment, index, tensor = _read_tensor(body, major)
             tensors = segments[-1].tensors
             if segment != len(segments) - 1 or index != len(tensors) or index >= expected_tensors:
                 raise BitstreamError(f"corrupt .dnerv file: tensor {tensor.name!r} out of order or not declared")

@@ -7,6 +7,7 @@ import struct
 import time
 import tracemalloc
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from dnervcodec.bitstream import (
     read_container,
     write_container,
 )
-from dnervcodec.compress.entropy import CodedSymbols
+from dnervcodec.compress.entropy import CodedSymbols, pack_counts
 from dnervcodec.errors import BitstreamError, ConfigError
 
 PRE = len(SIGNATURE) + 4
@@ -99,9 +100,15 @@ def parse_tnsr(body: bytes) -> dict:
     p += 2 * f["nq"]
     f["offset"] = body[p : p + 2 * f["nq"]]
     p += 2 * f["nq"]
-    f["model"], f["alphabet"], f["count"], f["nparams"] = take(">BIII")
-    f["params"] = body[p : p + 4 * f["nparams"]]
-    p += 4 * f["nparams"]
+    f["model"], f["alphabet"], f["count"] = take(">BII")
+    if f["model"] == 0:  # categorical: table start, entries, bytes of Rice-coded counts
+        f["lo"], f["n"], f["nbytes"] = take(">III")
+        f["table"] = body[p : p + f["nbytes"]]
+        p += f["nbytes"]
+    elif f["model"] in (1, 2):  # laplace/gaussian: group axis, flags, rows, float16 (mean, scale) rows
+        f["gaxis"], f["flags"], f["groups"] = take(">BBI")
+        f["rows"] = body[p : p + 4 * f["groups"]]
+        p += 4 * f["groups"]
     (f["nwords"],) = take(">I")
     f["words"] = body[p : p + 4 * f["nwords"]]
     p += 4 * f["nwords"]
@@ -119,12 +126,31 @@ def build_tnsr(f: dict) -> bytes:
             struct.pack(">BBI", f["bits"], f["axis"], f["nq"]),
             f["scale"],
             f["offset"],
-            struct.pack(">BIII", f["model"], f["alphabet"], f["count"], f["nparams"]),
-            f["params"],
+            struct.pack(">BII", f["model"], f["alphabet"], f["count"]),
+            model_fields(f),
             struct.pack(">I", f["nwords"]),
             f["words"],
         ]
     )
+
+
+def model_fields(f: dict) -> bytes:
+    if "lo" in f:
+        return struct.pack(">III", f["lo"], f["n"], f["nbytes"]) + f["table"]
+    if "gaxis" in f:
+        return struct.pack(">BBI", f["gaxis"], f["flags"], f["groups"]) + f["rows"]
+    return b""  # uniform
+
+
+def model_claims(f: dict) -> list[dict]:
+    """Oversized or inconsistent entropy-model fields for this tensor's model."""
+    if "lo" in f:
+        return [dict(n=f["n"] + 1), dict(n=1 << 30), dict(nbytes=f["nbytes"] + 1), dict(nbytes=1 << 30),
+                dict(lo=256), dict(n=0)]
+    if "gaxis" in f:
+        return [dict(groups=f["groups"] + 1), dict(groups=1 << 30), dict(gaxis=7), dict(flags=0x80),
+                dict(gaxis=0, groups=2)]
+    return [dict(model=1), dict(model=0)]  # uniform: claim a model whose parameters are not there
 
 
 @pytest.fixture(scope="module")
@@ -343,13 +369,13 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
         dict(count=0),
         dict(nwords=1 << 30),
         dict(nwords=(1 << 32) - 1),
-        dict(nparams=1 << 30),
         dict(nq=1 << 30),
         dict(alphabet=(1 << 32) - 1),
         dict(alphabet=1 << 17, bits=17),
         dict(bits=1),
         dict(axis=7),
         dict(model=3),
+        dict(model=5),
         dict(index=5),
         dict(segment=1),
         dict(name=b""),
@@ -361,7 +387,11 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
     ]
     # The constant tensor (one-entry table, no words) may not claim more symbols than the free allowance.
     const = dict(which=2, dims=[1 << 20], count=1 << 20)
-    for fields in cases + [const]:
+    chunks = split_chunks(data)
+    tnsr = [parse_tnsr(b) for t, b in chunks if t == b"TNSR"]
+    model_cases = [dict(which=w, **claim) for w, f in enumerate(tnsr[:5]) for claim in model_claims(f)]
+    assert {f["model"] for f in tnsr[:5]} >= {0, 1} or {f["model"] for f in tnsr[:5]} >= {0, 2}
+    for fields in cases + [const] + model_cases:
         which = int(fields.pop("which", 0))  # type: ignore[call-overload]
         bad = _with_tensor(data, which, **fields)
         tracemalloc.start()
@@ -376,11 +406,14 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
 
 def test_peaked_model_with_huge_count_fails_before_allocating(valid: tuple[Container, bytes, dict]) -> None:
     _, data, _ = valid
-    params = struct.pack(">3f", 0.0, 1e30, 1e-30)  # categorical, p_max ~ 1: ~0 bits per symbol
-    bad = _with_tensor(
-        data, 0, dims=[1 << 14, 1 << 14], count=1 << 28, axis=0xFF, nq=1,
-        scale=struct.pack(">e", 0.01), offset=struct.pack(">e", 0.0), model=0, nparams=3, params=params,
-    )  # fmt: skip
+    table = pack_counts(np.array([(1 << 28) - 1, 1]))  # categorical, p_max ~ 1: ~0 bits per symbol
+    f = {k: v for k, v in parse_tnsr(split_chunks(data)[3][1]).items()
+         if k not in ("gaxis", "flags", "groups", "rows", "lo", "n", "nbytes", "table")}
+    f.update(dims=[1 << 14, 1 << 14], count=1 << 28, axis=0xFF, nq=1, scale=struct.pack(">e", 0.01),
+             offset=struct.pack(">e", 0.0), model=0, lo=0, n=2, nbytes=len(table), table=table)
+    chunks = split_chunks(data)
+    chunks[3] = (b"TNSR", build_tnsr(f))
+    bad = build(chunks)
     tracemalloc.start()
     try:
         with pytest.raises(BitstreamError, match="cannot fit"):
@@ -397,8 +430,11 @@ U32S = [0, 1, 2, 255, 256, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 1 << 24, 1 << 28,
 F32S = [float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 1e30, 3.4e38, 1e-45, 0.5, 65535.0]
 
 
-def corruptions(data: bytes, seed: int = 1234) -> list[tuple[str, bytes]]:
-    """At least 10,000 deterministic damaged variants of a valid file, labelled by kind."""
+def corruptions(data: bytes, seed: int = 1234, targeted: bool = True) -> list[tuple[str, bytes]]:
+    """At least 10,000 deterministic damaged variants of a valid file, labelled by kind.
+
+    `targeted` adds field-level edits made with the format-2 TNSR parser (off for format-1 files).
+    """
     rng = np.random.default_rng(seed)
     chunks = split_chunks(data)
     n = len(data)
@@ -455,7 +491,7 @@ def corruptions(data: bytes, seed: int = 1234) -> list[tuple[str, bytes]]:
         mutated[i] = (ctype, bytes(body))
         cases.append(("recrc", build(mutated)))
     # targeted huge shapes / counts / lengths, re-CRC'd
-    tnsr = [i for i, (t, _) in enumerate(chunks) if t == b"TNSR"]
+    tnsr = [i for i, (t, _) in enumerate(chunks) if t == b"TNSR"] if targeted else []
     for i in tnsr:
         f = parse_tnsr(chunks[i][1])
         for fields in [
@@ -464,10 +500,9 @@ def corruptions(data: bytes, seed: int = 1234) -> list[tuple[str, bytes]]:
             dict(count=f["count"] * 1000),
             dict(nwords=f["nwords"] + 1),
             dict(nwords=1 << 30),
-            dict(nparams=f["nparams"] + 1),
-            dict(nparams=1 << 30),
             dict(nq=f["nq"] + 1),
             dict(dims=f["dims"] + [1] * 8),
+            *model_claims(f),
         ]:
             g = dict(f)
             g.update(fields)
@@ -475,9 +510,10 @@ def corruptions(data: bytes, seed: int = 1234) -> list[tuple[str, bytes]]:
             mutated[i] = (b"TNSR", build_tnsr(g))
             cases.append(("huge", build(mutated)))
     # versions
-    for v in [(0, 0), (0, 1), (2, 0), (3, 1), (255, 0), (65535, 65535)]:
+    major = FORMAT_VERSION[0]
+    for v in [(0, 0), (0, 1), (major + 1, 0), (major + 2, 1), (255, 0), (65535, 65535)]:
         cases.append(("major", build(chunks, v)))
-    for v in [(1, 1), (1, 9), (1, 65535)]:
+    for v in [(major, 1), (major, 9), (major, 65535)]:
         cases.append(("minor", build(chunks, v)))
     # unknown critical chunks, repeated chunks, reordered chunks
     for pos in range(len(chunks) + 1):
@@ -541,3 +577,33 @@ def test_fuzz_corruptions_fail_cleanly(valid: tuple[Container, bytes, dict]) -> 
     assert outcomes["minor"][0] == 3  # a newer minor version still reads
     assert outcomes["flip"][1] >= 0.99 * sum(outcomes["flip"])  # CRC-32 catches nearly every flip
     assert math.isfinite(worst_ratio)
+
+
+# ---------------------------------------------------------------------------------------------- format 1
+
+
+FORMAT_1 = Path(__file__).parent / "data" / "format-1.0.dnerv"  # written by dnervcodec 0.1.0 (stop 8)
+
+
+def test_format_1_files_still_read_and_decode() -> None:
+    """Files written before format 2 (float32 tables and parameters) decode as they always did."""
+    data = FORMAT_1.read_bytes()
+    assert data[len(SIGNATURE) : PRE] == struct.pack(">HH", 1, 0)
+    c = read_all(data)
+    models = {t.coded.model for seg in c.segments for t in seg.tensors.values()}
+    assert models >= {"gaussian"} and all(t.coded.axis is None for t in c.segments[0].tensors.values())
+    assert read_all(build(split_chunks(data), (1, 5))).segments == c.segments  # a newer 1.x minor reads too
+
+
+def test_format_1_corruptions_fail_cleanly() -> None:
+    data = FORMAT_1.read_bytes()
+    rng = np.random.default_rng(5)
+    cases = corruptions(data, seed=99, targeted=False)
+    picked = [cases[i] for i in rng.choice(len(cases), 2000, replace=False)]
+    for kind, damaged in picked:
+        t0 = time.perf_counter()
+        try:
+            read_all(damaged)
+        except BitstreamError:
+            pass
+        assert time.perf_counter() - t0 < 1.0, kind

@@ -1,18 +1,31 @@
-"""Integer symbols <-> compressed words with constriction's range coder, one i.i.d. model per tensor.
+"""Integer symbols <-> compressed words with constriction's range coder, one model per tensor (or per group).
 
-For each tensor three models are tried and the one with the fewest total bits (coded words + side information)
-is kept:
+For each tensor the encoder tries these models and keeps the one with the fewest total bits (coded words +
+side information):
 
-- ``categorical``: the tensor's own histogram over the used range [lo, hi]; params = [lo, count_lo, ...,
-  count_hi] (float32). Codes at the empirical entropy, but the table costs 32 bits per entry.
-- ``laplace`` / ``gaussian``: a quantized continuous distribution over the whole alphabet [0, alphabet);
-  params = [mean, scale] (float32). Costs 64 bits of side information, wins on small tensors.
+- ``categorical``: the tensor's own histogram over the used range [lo, hi]. It codes at the empirical
+  entropy; the table is side information, stored as integer counts with an adaptive Rice code (a few bits
+  per entry rather than 32), so it wins on mid-sized tensors whose shape no two-parameter model fits.
+- ``laplace`` / ``gaussian``: a quantized continuous distribution over the whole alphabet, with one
+  (mean, scale) pair for the tensor, or one per index along a *group axis* (the channels of an embedding,
+  the output channels of a conv weight), because channels differ in centre and spread: a pooled histogram
+  of 16 embedding channels is a mixture no single bell fits. Parameters are float16 (32 bits a group).
+  *Pinned* variant: min/max quantization puts every channel's minimum at symbol 0 and its maximum at the
+  top symbol, far out in any bell's tails (about 10 bits each). Pinned coding sends the position of each
+  group's first 0 and first top symbol instead (log2 of the group size, uniform) and codes the other
+  symbols with the bell: a conv weight with 15 values per output channel saves a fifth of its size.
+- ``uniform``: no parameters at all, log2(alphabet) bits a symbol: for tensors of a dozen symbols, whose
+  model parameters would cost more than the model saves.
 
-All calls into constriction are vectorized (one call per tensor). The range coder (a queue) is used rather
-than ANS (a stack) because it ignores words after the coded data, which lets the encoder pad (see below).
+Why integer tables: the decoder must build bit-identical probabilities on every machine. Counts are
+integers and count/sum is one correctly rounded IEEE division, so no platform's exp/erf is involved.
 
-Decoding is treated as parsing untrusted input: :func:`check_coded` validates every field and bounds the
-symbol count by the number of coded words *before* anything is allocated:
+All calls into constriction are vectorized (per-symbol parameter arrays, in chunks of at most
+``CHUNK_SYMBOLS``, so memory stays bounded). The range coder (a queue) is used rather than ANS (a stack)
+because it ignores words after the coded data, which lets the encoder pad (see below).
+
+Decoding is parsing untrusted input: :func:`check_coded` validates every field and bounds the symbol count
+by the number of coded words *before* anything is allocated:
 
 - information bound: every symbol carries at least ``-log2(p_max)`` bits, where ``p_max`` is the largest
   probability the model gives any symbol, so ``count * -log2(p_max) <= 32 * words + 64``;
@@ -26,29 +39,44 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import constriction
 import numpy as np
+from scipy.special import ndtr
 
 from ..errors import BitstreamError
 
-MODELS = ("categorical", "laplace", "gaussian")
+MODELS = ("categorical", "laplace", "gaussian", "uniform")
+PARAMETRIC = ("laplace", "gaussian")
 MAX_ALPHABET = 1 << 16
 MAX_COUNT = 1 << 28  # symbols in one tensor
 FREE_SYMBOLS = 4096  # symbols any tensor may have regardless of its coded size
 SYMBOLS_PER_WORD = 64  # beyond that, at most this many symbols per 32-bit word (>= 0.5 bit per symbol)
 INFO_SLACK_BITS = 64  # coder start/flush overhead allowed in the information bound
 P_MAX_MARGIN = 2.0**-12  # constriction's fixed-point (24-bit) probabilities may exceed the float ones slightly
-MIN_SCALE = 2.0**-6  # Laplace scale / Gaussian std, in symbols (exact in float32)
-MAX_SCALE = 2.0**20
-_SCALE_GRID = (0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)  # multipliers tried around the moment estimate
+MIN_SCALE = 2.0**-6  # Laplace scale / Gaussian std, in symbols (exact in float16)
+MAX_SCALE = 2.0**20  # format 1 stored float32 scales; float16 ones stop at 65504
+MAX_SCALE_F16 = 65504.0
+CHUNK_SYMBOLS = 1 << 20  # per-symbol parameter arrays are built this many symbols at a time
+_SCALE_GRID = np.array([0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5])  # multipliers tried around the moment estimate
+PARAMETRIC_GROUP_BITS = 32  # float16 mean + float16 scale per group
+PARAMETRIC_HEADER_BITS = 48  # u8 group axis + u8 flags + u32 parameter rows
+MAX_PIN_GROUP = 1 << 24  # constriction's Uniform model takes sizes below 2^24
+CATEGORICAL_HEADER_BITS = 96  # u32 lo + u32 table length + u32 table bytes
+RICE_ESCAPE = 24  # a count whose unary part would reach this is written in full after it
+RICE_HALVE_AT = 32  # the adaptive Rice state forgets by halving once it has seen this many counts
 
 
 @dataclass(frozen=True, eq=False)
 class CodedSymbols:
     """One tensor's symbols as coded words plus everything needed to decode them.
 
-    ``params``: categorical -> [lo, count_lo, ..., count_hi]; laplace/gaussian -> [mean, scale]; float32.
+    ``params`` (float64, exactly the values the file stores): categorical -> [lo, w_lo, ..., w_hi];
+    laplace/gaussian -> rows of (mean, scale): one row shared by all groups, or one row per group;
+    uniform -> empty. ``axis``: the tensor axis whose indices are the groups (None: one group, the whole
+    tensor); symbols are coded group after group. ``pinned``: each group's first 0 and first top symbol are
+    sent as positions, the rest with the parametric model.
     ``words``: uint32 range-coder words, possibly followed by zero padding words.
     """
 
@@ -57,6 +85,8 @@ class CodedSymbols:
     count: int
     params: np.ndarray
     words: np.ndarray
+    axis: int | None = None
+    pinned: bool = False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CodedSymbols):
@@ -65,6 +95,8 @@ class CodedSymbols:
             self.model == other.model
             and self.alphabet == other.alphabet
             and self.count == other.count
+            and self.axis == other.axis
+            and self.pinned == other.pinned
             and self.params.dtype == other.params.dtype
             and self.words.dtype == other.words.dtype
             and np.array_equal(self.params, other.params)
@@ -85,8 +117,15 @@ class CodedSymbols:
 
 
 def side_info_bits(coded: CodedSymbols) -> int:
-    """Bits of entropy-model parameters stored with the words (32 per float32 parameter)."""
-    return 32 * int(coded.params.size)
+    """Bits of entropy-model parameters stored with the words, as written in format 2."""
+    if coded.model == "uniform":
+        return 0
+    if coded.model in PARAMETRIC:
+        return PARAMETRIC_HEADER_BITS + PARAMETRIC_GROUP_BITS * int(coded.params.shape[0])
+    counts = coded.params[1:]
+    if not np.array_equal(counts, np.floor(counts)):  # a format-1 table of float weights
+        return 32 * int(coded.params.size)
+    return CATEGORICAL_HEADER_BITS + 8 * len(pack_counts(counts.astype(np.int64)))
 
 
 def empirical_entropy_bits(symbols: np.ndarray, alphabet: int) -> float:
@@ -99,158 +138,318 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet: int) -> float:
     return float(-(counts * np.log2(counts / symbols.size)).sum())
 
 
+# ---------------------------------------------------------------------------------------------- table code
+
+
+def _rice_k(acc: int, seen: int) -> int:
+    """Smallest k with seen * 2^k >= acc: the Rice parameter that fits a running mean of acc / seen."""
+    k = 0
+    while (seen << k) < acc:
+        k += 1
+    return k
+
+
+def pack_counts(counts: np.ndarray) -> bytes:
+    """Integer histogram counts -> bytes, with an adaptive Rice code (integer arithmetic only).
+
+    Each count c is coded with the parameter k that fits the running mean of the counts before it: the
+    quotient c >> k in unary (zeros ended by a one), then the k low bits. A quotient of RICE_ESCAPE or more
+    is written as RICE_ESCAPE zeros followed by c in full (as many bits as the total needs), so one huge
+    count in a flat neighbourhood costs tens of bits, not millions. The running state starts at the mean
+    count (the decoder knows the table length and the total) and halves every RICE_HALVE_AT counts.
+    """
+    counts = [int(c) for c in np.asarray(counts).reshape(-1)]
+    if not counts or min(counts) < 0:
+        raise ValueError("counts must be a non-empty list of non-negative integers")
+    total = sum(counts)
+    width = max(1, total.bit_length())
+    acc, seen = max(1, total // len(counts)), 1
+    bits: list[str] = []
+    for c in counts:
+        k = _rice_k(acc, seen)
+        q = c >> k
+        if q < RICE_ESCAPE:
+            bits.append("0" * q + "1" + (format(c & ((1 << k) - 1), f"0{k}b") if k else ""))
+        else:
+            bits.append("0" * RICE_ESCAPE + format(c, f"0{width}b"))
+        acc, seen = acc + c, seen + 1
+        if seen >= RICE_HALVE_AT:
+            acc, seen = (acc + 1) >> 1, seen >> 1
+    text = "".join(bits)
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+
+
+def unpack_counts(data: bytes, n: int, total: int) -> np.ndarray:
+    """Inverse of :func:`pack_counts` for an n-entry table summing to `total`; BitstreamError if malformed.
+
+    Bounded work: every entry consumes at least one bit of `data`, and every count is checked against
+    what is left of the total before the next one is read.
+    """
+    if n < 1 or n > 8 * len(data):
+        raise BitstreamError(f"corrupt tensor: a table of {n} entries cannot fit in {len(data)} bytes")
+    text = format(int.from_bytes(data, "big"), f"0{8 * len(data)}b")
+    width = max(1, total.bit_length())
+    acc, seen = max(1, total // n), 1
+    pos, left = 0, total
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        k = _rice_k(acc, seen)
+        one = text.find("1", pos, pos + RICE_ESCAPE)
+        if one >= 0:
+            q, pos = one - pos, one + 1
+            if pos + k > len(text):
+                raise BitstreamError("corrupt tensor: probability table runs past its bytes")
+            c = (q << k) | (int(text[pos : pos + k], 2) if k else 0)
+            pos += k
+        else:
+            pos += RICE_ESCAPE
+            if pos + width > len(text):
+                raise BitstreamError("corrupt tensor: probability table runs past its bytes")
+            c = int(text[pos : pos + width], 2)
+            pos += width
+        if c > left:
+            raise BitstreamError("corrupt tensor: probability table counts exceed the symbol count")
+        out[i], left = c, left - c
+        acc, seen = acc + c, seen + 1
+        if seen >= RICE_HALVE_AT:
+            acc, seen = (acc + 1) >> 1, seen >> 1
+    if left or text.find("1", pos) >= 0:
+        raise BitstreamError("corrupt tensor: probability table does not match the symbol count")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- models
 
 
-def _laplace_mass(a: float, b: float, mean: float, scale: float) -> float:
-    """P(a < X < b) for X ~ Laplace(mean, scale), written to avoid cancellation when a <= mean <= b."""
-    if a <= mean <= b:
-        return 1.0 - 0.5 * (math.exp(-(b - mean) / scale) + math.exp(-(mean - a) / scale))
-    if b < mean:
-        return 0.5 * (math.exp((b - mean) / scale) - math.exp((a - mean) / scale))
-    return 0.5 * (math.exp(-(a - mean) / scale) - math.exp(-(b - mean) / scale))
+def _bin_mass(model: str, a: np.ndarray, b: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """P(a < X < b) per element, for X ~ Laplace(mean, scale) or N(mean, scale^2); stable in the tails."""
+    if model == "gaussian":
+        za, zb = (a - mean) / scale, (b - mean) / scale
+        upper = za > 0  # use the upper tail where both bounds are above the mean (no 1 - 1 cancellation)
+        return np.where(upper, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
+
+    def cdf(t: np.ndarray) -> np.ndarray:
+        tail = 0.5 * np.exp(-np.abs(t - mean) / scale)
+        return np.where(t < mean, tail, 1.0 - tail)
+
+    def sf(t: np.ndarray) -> np.ndarray:
+        tail = 0.5 * np.exp(-np.abs(t - mean) / scale)
+        return np.where(t < mean, 1.0 - tail, tail)
+
+    return np.where(a >= mean, sf(a) - sf(b), cdf(b) - cdf(a))
 
 
-def _gaussian_mass(a: float, b: float, mean: float, std: float) -> float:
-    """P(a < X < b) for X ~ N(mean, std^2)."""
-    k = 1.0 / (std * math.sqrt(2.0))
-    return 0.5 * (math.erf((b - mean) * k) - math.erf((a - mean) * k))
+def _bin_probs(model: str, values: np.ndarray, mean: np.ndarray, scale: np.ndarray, alphabet: int) -> np.ndarray:
+    """Probabilities constriction's quantized models give `values`: the mass of [v - 0.5, v + 0.5], with
+    the tails beyond the alphabet folded into its first and last symbol (no renormalization)."""
+    a = np.where(values <= 0, -np.inf, values - 0.5)
+    b = np.where(values >= alphabet - 1, np.inf, values + 0.5)
+    return _bin_mass(model, a, b, mean, scale)
 
 
 def _p_max(model: str, alphabet: int, params: np.ndarray) -> float:
-    """Largest probability the (already validated) model gives a symbol, from its float parameters.
+    """Largest probability the (already validated) model gives any symbol, from its float parameters.
 
-    For the quantized continuous models the mean lies inside the alphabet, so the most probable bin is the one
-    holding the mean; truncation to the alphabet only divides by the mass inside it.
+    For a quantized bell that is the bin holding its mean, or one of the two edge symbols, which also
+    carry the tails beyond the alphabet.
     """
     if model == "categorical":
-        counts = params[1:].astype(np.float64)
+        counts = params[1:]
         return float(counts.max() / counts.sum())
-    mean, scale = float(params[0]), float(params[1])
-    mass = _laplace_mass if model == "laplace" else _gaussian_mass
-    k = float(round(mean))
-    inside = mass(-0.5, alphabet - 0.5, mean, scale)
-    if not inside > 0.0:
-        return 1.0
-    return min(1.0, mass(k - 0.5, k + 0.5, mean, scale) / inside)
+    if model == "uniform":
+        return 1.0 / alphabet
+    mean, scale = params[:, 0], params[:, 1]
+    candidates = np.stack([np.round(mean), np.zeros_like(mean), np.full_like(mean, alphabet - 1)])
+    return float(min(1.0, _bin_probs(model, candidates, mean, scale, alphabet).max()))
 
 
-def max_symbols(model: str, alphabet: int, params: np.ndarray, num_words: int) -> int:
-    """Most symbols ``num_words`` coded words may hold under this model (the format's count limit)."""
+def max_symbols(model: str, alphabet: int, params: np.ndarray, num_words: int, pinned_groups: int = 0) -> int:
+    """Most symbols ``num_words`` coded words may hold under this model (the format's count limit).
+
+    With pinned groups, the two pinned symbols of a group (at least 3 symbols) cost at least
+    log2(3) + log2(2) bits together, and every other symbol at least -log2(p_max).
+    """
     limit = min(MAX_COUNT, FREE_SYMBOLS + SYMBOLS_PER_WORD * num_words)
     p_up = _p_max(model, alphabet, params) + P_MAX_MARGIN
     if p_up < 1.0:
-        limit = min(limit, int((32 * num_words + INFO_SLACK_BITS) / -math.log2(p_up)))
+        budget = 32 * num_words + INFO_SLACK_BITS - pinned_groups * math.log2(6)
+        if budget < 0:
+            return 0
+        limit = min(limit, 2 * pinned_groups + int(budget / -math.log2(p_up)))
     return limit
 
 
-def _constriction_model(model: str, alphabet: int, params: np.ndarray):
-    """The constriction model for validated params (None for a one-entry table, which needs no coding)."""
+def _categorical_model(params: np.ndarray):
+    """The constriction model of a validated table (None for a one-entry table, which needs no coding)."""
+    counts = params[1:]
+    if counts.size == 1:
+        return None
+    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+
+
+def _family(model: str, alphabet: int):
     m = constriction.stream.model
-    if model == "categorical":
-        counts = params[1:].astype(np.float64)
-        if counts.size == 1:
-            return None
-        return m.Categorical(counts / counts.sum(), perfect=False)
-    mean, scale = float(params[0]), float(params[1])
     cls = m.QuantizedLaplace if model == "laplace" else m.QuantizedGaussian
-    return cls(0, alphabet - 1, mean, scale)
+    return cls(0, alphabet - 1)
 
 
-def _shift(model: str, params: np.ndarray) -> int:
-    """Symbol value of model index 0 (``lo`` for categorical tables)."""
-    return int(params[0]) if model == "categorical" else 0
+def _chunks(params: np.ndarray, count: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(start, stop, means, scales) over group-major symbols, in ranges of at most CHUNK_SYMBOLS symbols;
+    row r of params covers symbols [r * size, (r + 1) * size) with size = count / rows."""
+    size = count // params.shape[0] if count else 1
+    out = []
+    for start in range(0, count, CHUNK_SYMBOLS):
+        stop = min(start + CHUNK_SYMBOLS, count)
+        g = np.arange(start, stop) // size
+        out.append((start, stop, params[g, 0], params[g, 1]))
+    return out
+
+
+def _layout(count: int, groups: int, pinned: bool) -> tuple[int, int]:
+    """(symbols per group, symbols coded by the parametric model) of a grouped, maybe pinned tensor."""
+    size = count // groups
+    return size, count - 2 * groups if pinned else count
 
 
 # ---------------------------------------------------------------------------------------------- encoding
 
 
-def _fit_parametric(model: str, hist: np.ndarray, lo: int, alphabet: int, symbols: np.ndarray) -> np.ndarray:
-    """[mean, scale] for a quantized Laplace (median, mean |x - median|) or Gaussian (mean, std).
+def _half(value: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Round to float16 (what the file stores) and keep the result inside [lo, hi]."""
+    h = np.asarray(value, np.float64).astype(np.float16)
+    h = np.where(h.astype(np.float64) > hi, np.nextafter(h, np.float16(-np.inf)), h)
+    h = np.where(h.astype(np.float64) < lo, np.nextafter(h, np.float16(np.inf)), h)
+    return h.astype(np.float64)
 
-    The scale is then refined on a small grid by the histogram's cross-entropy under the quantized model,
-    which matters when the scale is about one symbol or less (the continuous estimate ignores the binning).
-    """
+
+def _fit_group(model: str, symbols: np.ndarray, alphabet: int) -> tuple[float, float]:
+    """(mean, scale) for one group, as float16 values: the moment estimate, then the scale from a small grid
+    by the group's cross-entropy under the quantized model (the continuous estimate ignores the binning,
+    which matters when the scale is about one symbol or less)."""
     x = symbols.astype(np.float64)
     if model == "laplace":
         mean = float(np.median(x))
         scale = float(np.mean(np.abs(x - mean)))
     else:
-        mean = float(x.mean())
-        scale = float(x.std())
-    mean = float(np.float32(min(max(mean, 0.0), alphabet - 1.0)))
-    used = np.nonzero(hist)[0]
-    values = (used + lo).astype(np.float64)
-    weights = hist[used].astype(np.float64)
-    best, best_bits = None, math.inf
-    for mult in _SCALE_GRID:
-        s = float(np.float32(min(max(scale * mult, MIN_SCALE), MAX_SCALE)))
-        bits = _cross_entropy_bits(model, values, weights, mean, s, alphabet)
-        if bits < best_bits:
-            best, best_bits = s, bits
-    return np.array([mean, best], np.float32)
+        mean, scale = float(x.mean()), float(x.std())
+    mean = float(_half(np.array(mean), 0.0, alphabet - 1.0))
+    values, weights = np.unique(symbols, return_counts=True)
+    scales = _half(np.clip(scale * _SCALE_GRID, MIN_SCALE, MAX_SCALE_F16), MIN_SCALE, MAX_SCALE_F16)
+    p = _bin_probs(model, values.astype(np.float64)[None, :], mean, scales[:, None], alphabet)
+    bits = -(weights[None, :] * np.log2(np.maximum(p, 2.0**-24))).sum(1)
+    return mean, float(scales[int(np.argmin(bits))])
 
 
-def _cross_entropy_bits(
-    model: str, values: np.ndarray, weights: np.ndarray, mean: float, scale: float, alphabet: int
-) -> float:
-    """Estimated bits to code a histogram (values, weights) under the quantized model (vectorized)."""
-    a, b = values - 0.5, values + 0.5
-    if model == "laplace":
-
-        def cdf(t: np.ndarray) -> np.ndarray:
-            tail = 0.5 * np.exp(-np.abs(t - mean) / scale)
-            return np.where(t < mean, tail, 1.0 - tail)
-
-    else:
-        from scipy.special import ndtr
-
-        def cdf(t: np.ndarray) -> np.ndarray:
-            return ndtr((t - mean) / scale)
-
-    inside = float(cdf(np.float64(alphabet - 0.5)) - cdf(np.float64(-0.5)))
-    p = (cdf(b) - cdf(a)) / max(inside, 1e-300)
-    p = np.maximum(p, 2.0**-24)
-    return float(-(weights * np.log2(p)).sum())
+def _grouped(symbols: np.ndarray, axis: int | None) -> np.ndarray:
+    """Symbols [groups, per_group] in coding order: group-major along `axis` (one row for None)."""
+    if axis is None:
+        return symbols.reshape(1, -1)
+    return np.moveaxis(symbols, axis, 0).reshape(symbols.shape[axis], -1)
 
 
-def _range_encode(symbols: np.ndarray, cmodel) -> np.ndarray:
-    if cmodel is None:
-        return np.zeros(0, np.uint32)
+def _drop(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Each row without its element at cols[row]."""
+    keep = np.ones(rows.shape, bool)
+    keep[np.arange(rows.shape[0]), cols] = False
+    return rows[keep].reshape(rows.shape[0], rows.shape[1] - 1)
+
+
+def _pin(groups: np.ndarray, alphabet: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(position of each group's first 0, position of its first top symbol once that 0 is removed, the
+    other symbols), or None when some group lacks a 0 or a top symbol or is too small or too large."""
+    n = groups.shape[1]
+    if not 3 <= n <= MAX_PIN_GROUP:
+        return None
+    top = alphabet - 1
+    if not ((groups == 0).any(1).all() and (groups == top).any(1).all()):
+        return None
+    first_low = np.argmax(groups == 0, axis=1)
+    rest = _drop(groups, first_low)
+    first_top = np.argmax(rest == top, axis=1)
+    return first_low.astype(np.int32), first_top.astype(np.int32), _drop(rest, first_top)
+
+
+def _encode_parametric(model: str, symbols: np.ndarray, alphabet: int, axis: int | None, per_group: bool,
+                       pinned: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(params, words) of one parametric variant, or None when it does not apply to these symbols."""
+    groups = _grouped(symbols, axis).astype(np.int32)
     encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(symbols, cmodel)
-    return np.asarray(encoder.get_compressed(), np.uint32)
-
-
-def _encode_with(model: str, symbols: np.ndarray, alphabet: int, hist: np.ndarray, lo: int) -> CodedSymbols:
-    if model == "categorical":
-        params = np.concatenate([[np.float32(lo)], hist.astype(np.float32)]).astype(np.float32)
+    if pinned:
+        pins = _pin(groups, alphabet)
+        if pins is None:
+            return None
+        first_low, first_top, groups = pins
+        uniform = constriction.stream.model.Uniform()
+        n = groups.shape[1] + 2
+        encoder.encode(first_low, uniform, np.full(first_low.size, n, np.int32))
+        encoder.encode(first_top, uniform, np.full(first_top.size, n - 1, np.int32))
+    if per_group:
+        params = np.array([_fit_group(model, row, alphabet) for row in groups], np.float64)
     else:
-        params = _fit_parametric(model, hist, lo, alphabet, symbols)
-    shift = _shift(model, params)
-    words = _range_encode((symbols - shift).astype(np.int32), _constriction_model(model, alphabet, params))
-    count = int(symbols.size)
-    # Pad with zero words until the decoder's count limit admits this tensor (1% margin against float
-    # differences between machines). Only near-constant tensors ever need this.
+        params = np.array([_fit_group(model, groups.reshape(-1), alphabet)], np.float64)
+    family = _family(model, alphabet)
+    flat = groups.reshape(-1)
+    for start, stop, means, scales in _chunks(params, flat.size):
+        encoder.encode(flat[start:stop], family, means, scales)
+    return params, np.asarray(encoder.get_compressed(), np.uint32)
+
+
+def _encode_plain(model: str, symbols: np.ndarray, alphabet: int) -> tuple[np.ndarray, np.ndarray]:
+    """(params, words) of the categorical table or the uniform model, over the whole tensor."""
+    flat = symbols.reshape(-1).astype(np.int32)
+    encoder = constriction.stream.queue.RangeEncoder()
+    if model == "uniform":
+        params = np.zeros(0, np.float64)
+        encoder.encode(flat, constriction.stream.model.Uniform(alphabet))
+        return params, np.asarray(encoder.get_compressed(), np.uint32)
+    lo, hi = int(flat.min()), int(flat.max())
+    params = np.concatenate([[lo], np.bincount(flat - lo, minlength=hi - lo + 1)]).astype(np.float64)
+    cmodel = _categorical_model(params)
+    if cmodel is not None:
+        encoder.encode(flat - lo, cmodel)
+    return params, np.asarray(encoder.get_compressed(), np.uint32)
+
+
+def _padded(model: str, alphabet: int, count: int, params: np.ndarray, words: np.ndarray,
+            pinned_groups: int) -> np.ndarray:
+    """Words padded with zeros until the decoder's count limit admits `count` symbols (1% margin against
+    float differences between machines). Only near-constant tensors ever need this."""
     target = count + count // 100 + 1
     need = max(len(words), -(-(target - FREE_SYMBOLS) // SYMBOLS_PER_WORD))
-    while max_symbols(model, alphabet, params, need) < target:
+    while max_symbols(model, alphabet, params, need, pinned_groups) < target:
         need = max(need + 1, need + need // 64)
     if need > len(words):
         words = np.concatenate([words, np.zeros(need - len(words), np.uint32)])
-    return CodedSymbols(model=model, alphabet=alphabet, count=count, params=params, words=words)
+    return words
 
 
-def encode_symbols(symbols: np.ndarray, alphabet: int, model: str | None = None) -> CodedSymbols:
-    """Entropy-code integer symbols in [0, alphabet) with the cheapest of the three models.
+def _variants(model: str, axes: Sequence[int | None]) -> list[tuple[int | None, bool, bool]]:
+    """(axis, one parameter row per group, pinned) combinations worth trying for a model."""
+    if model not in PARAMETRIC:
+        return [(None, False, False)]
+    out = []
+    for axis in axes:
+        if axis is None:
+            out += [(None, False, False), (None, False, True)]
+        else:  # shared parameters without pinning would only reorder the whole-tensor variant
+            out += [(axis, True, False), (axis, False, True), (axis, True, True)]
+    return out
 
-    ``model`` forces one model (tests and ablations); by default all three are coded and the smallest total
-    (words + side information) wins.
+
+def encode_symbols(
+    symbols: np.ndarray, alphabet: int, model: str | None = None, axes: Sequence[int | None] = (None,)
+) -> CodedSymbols:
+    """Entropy-code integer symbols in [0, alphabet) with the cheapest model.
+
+    `symbols` keeps the tensor's shape so that parametric models can group the symbols along each axis in
+    `axes` (None = the whole tensor): one (mean, scale) per group, pinned extremes per group, or both.
+    ``model`` forces one model (tests and ablations); by default every model and variant is coded and the
+    smallest total (words + side info) wins.
     """
     symbols = np.asarray(symbols)
     if not np.issubdtype(symbols.dtype, np.integer):
         raise ValueError(f"symbols must be integers, got {symbols.dtype}")
-    symbols = symbols.reshape(-1)
     if isinstance(alphabet, bool) or not 2 <= int(alphabet) <= MAX_ALPHABET:
         raise ValueError(f"alphabet must be from 2 to {MAX_ALPHABET}, got {alphabet}")
     alphabet = int(alphabet)
@@ -261,12 +460,26 @@ def encode_symbols(symbols: np.ndarray, alphabet: int, model: str | None = None)
         raise ValueError(f"symbols span [{lo}, {hi}], outside the alphabet [0, {alphabet})")
     if model is not None and model not in MODELS:
         raise ValueError(f"unknown entropy model {model!r}: choose one of {', '.join(MODELS)}")
-    symbols = symbols.astype(np.int32, copy=False)
-    hist = np.bincount(symbols - lo, minlength=hi - lo + 1)
+    for axis in axes:
+        if axis is not None and not 0 <= axis < symbols.ndim:
+            raise ValueError(f"group axis {axis} is out of range for a {symbols.ndim}-d tensor")
     candidates = [model] if model is not None else list(MODELS)
     if model is None and lo == hi:
         candidates = ["categorical"]  # one symbol: a one-entry table, no words at all
-    coded = [_encode_with(m, symbols, alphabet, hist, lo) for m in candidates]
+    count = int(symbols.size)
+    coded = []
+    for m in candidates:
+        for axis, per_group, pinned in _variants(m, axes):
+            if m in PARAMETRIC:
+                result = _encode_parametric(m, symbols, alphabet, axis, per_group, pinned)
+                if result is None:
+                    continue
+            else:
+                result = _encode_plain(m, symbols, alphabet)
+            params, words = result
+            pin_groups = (symbols.shape[axis] if axis is not None else 1) if pinned else 0
+            words = _padded(m, alphabet, count, params, words, pin_groups)
+            coded.append(CodedSymbols(m, alphabet, count, params, words, axis, pinned))
     return min(coded, key=lambda c: c.total_bits)
 
 
@@ -279,10 +492,19 @@ def _as_int(value: object, what: str) -> int:
     return int(value)
 
 
-def check_coded(coded: CodedSymbols) -> None:
+def _group_count(axis: int | None, shape: tuple[int, ...] | None) -> int:
+    if axis is None:
+        return 1
+    if isinstance(axis, bool) or not isinstance(axis, int) or shape is None or not 0 <= axis < len(shape):
+        raise BitstreamError(f"corrupt tensor: group axis {axis!r} does not fit the tensor")
+    return int(shape[axis])
+
+
+def check_coded(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> None:
     """Validate every field of untrusted coded symbols; raise BitstreamError on anything wrong.
 
     Cheap (no decoding): the bitstream reader runs it on every tensor, and :func:`decode_symbols` again.
+    `shape` (the tensor's) is needed to check the group axis of a grouped model.
     """
     if coded.model not in MODELS:
         raise BitstreamError(f"corrupt tensor: unknown entropy model {coded.model!r}")
@@ -293,48 +515,117 @@ def check_coded(coded: CodedSymbols) -> None:
     if not 1 <= count <= MAX_COUNT:
         raise BitstreamError(f"corrupt tensor: symbol count {count} outside [1, {MAX_COUNT}]")
     params, words = coded.params, coded.words
-    if not isinstance(params, np.ndarray) or params.dtype != np.float32 or params.ndim != 1:
-        raise BitstreamError("corrupt tensor: entropy parameters are not a float32 vector")
+    if not isinstance(params, np.ndarray) or params.dtype != np.float64:
+        raise BitstreamError("corrupt tensor: entropy parameters are not a float64 array")
     if not isinstance(words, np.ndarray) or words.dtype != np.uint32 or words.ndim != 1:
         raise BitstreamError("corrupt tensor: coded words are not a uint32 vector")
     if not np.isfinite(params).all():
         raise BitstreamError("corrupt tensor: entropy parameters are not finite")
-    if coded.model == "categorical":
-        n = params.size - 1
-        if not 1 <= n <= alphabet:
-            raise BitstreamError(f"corrupt tensor: probability table of {n} entries for alphabet {alphabet}")
-        lo = float(params[0])
-        if lo != math.floor(lo) or not 0 <= lo <= alphabet - n:
-            raise BitstreamError(f"corrupt tensor: table start {lo} does not fit the alphabet {alphabet}")
-        table = params[1:].astype(np.float64)
-        if (table < 0).any() or not table.sum() > 0:
-            raise BitstreamError("corrupt tensor: probability table has negative entries or sums to zero")
+    if not isinstance(coded.pinned, bool):
+        raise BitstreamError("corrupt tensor: the pinned flag is not a boolean")
+    pinned_groups = 0
+    if coded.model in PARAMETRIC:
+        pinned_groups = _check_parametric(coded, alphabet, count, shape)
     else:
-        if params.size != 2:
-            raise BitstreamError(f"corrupt tensor: {coded.model} model needs 2 parameters, got {params.size}")
-        mean, scale = float(params[0]), float(params[1])
-        if not 0.0 <= mean <= alphabet - 1:
-            raise BitstreamError(f"corrupt tensor: {coded.model} mean {mean} outside the alphabet")
-        if not MIN_SCALE <= scale <= MAX_SCALE:
-            raise BitstreamError(f"corrupt tensor: {coded.model} scale {scale} outside [{MIN_SCALE}, {MAX_SCALE}]")
-    limit = max_symbols(coded.model, alphabet, params, int(words.size))
+        if coded.axis is not None or coded.pinned:
+            raise BitstreamError(f"corrupt tensor: a {coded.model} model covers the whole tensor")
+        if coded.model == "categorical":
+            _check_table(params, alphabet)
+        elif params.size:
+            raise BitstreamError("corrupt tensor: the uniform model has no parameters")
+    limit = max_symbols(coded.model, alphabet, params, int(words.size), pinned_groups)
     if count > limit:
         raise BitstreamError(
             f"corrupt tensor: {count} symbols cannot fit in {words.size} coded words (at most {limit})"
         )
 
 
-def decode_symbols(coded: CodedSymbols) -> np.ndarray:
-    """Decode exactly ``coded.count`` int32 symbols; BitstreamError on any corrupt field or coder failure."""
-    check_coded(coded)
-    shift = _shift(coded.model, coded.params)
-    cmodel = _constriction_model(coded.model, coded.alphabet, coded.params)
-    if cmodel is None:
-        return np.full(coded.count, shift, np.int32)
+def _check_table(params: np.ndarray, alphabet: int) -> None:
+    if params.ndim != 1:
+        raise BitstreamError("corrupt tensor: a categorical table is one vector")
+    n = params.size - 1
+    if not 1 <= n <= alphabet:
+        raise BitstreamError(f"corrupt tensor: probability table of {n} entries for alphabet {alphabet}")
+    lo = float(params[0])
+    if lo != math.floor(lo) or not 0 <= lo <= alphabet - n:
+        raise BitstreamError(f"corrupt tensor: table start {lo} does not fit the alphabet {alphabet}")
+    table = params[1:]
+    if (table < 0).any() or not table.sum() > 0:
+        raise BitstreamError("corrupt tensor: probability table has negative entries or sums to zero")
+
+
+def _check_parametric(coded: CodedSymbols, alphabet: int, count: int, shape: tuple[int, ...] | None) -> int:
+    """Validate (mean, scale) rows and the grouping; returns the number of pinned groups."""
+    params, model = coded.params, coded.model
+    if params.ndim != 2 or params.shape[1] != 2 or params.shape[0] < 1:
+        raise BitstreamError(f"corrupt tensor: {model} model needs (mean, scale) rows")
+    groups = _group_count(coded.axis, shape)
+    rows = params.shape[0]
+    if rows not in (1, groups):
+        raise BitstreamError(f"corrupt tensor: {rows} parameter rows for {groups} groups")
+    if count % groups:
+        raise BitstreamError(f"corrupt tensor: {count} symbols do not split into {groups} groups")
+    if coded.pinned and not 3 <= count // groups <= MAX_PIN_GROUP:
+        raise BitstreamError(f"corrupt tensor: pinned groups of {count // groups} symbols")
+    mean, scale = params[:, 0], params[:, 1]
+    if not ((mean >= 0.0) & (mean <= alphabet - 1)).all():
+        raise BitstreamError(f"corrupt tensor: {model} mean outside the alphabet")
+    if not ((scale >= MIN_SCALE) & (scale <= MAX_SCALE)).all():
+        raise BitstreamError(f"corrupt tensor: {model} scale outside [{MIN_SCALE}, {MAX_SCALE}]")
+    return groups if coded.pinned else 0
+
+
+def _ungroup(symbols: np.ndarray, shape: tuple[int, ...] | None, axis: int | None) -> np.ndarray:
+    """Group-major decoded symbols back to the tensor's C order (flattened)."""
+    if axis is None:
+        return symbols
+    moved = (shape[axis],) + tuple(d for i, d in enumerate(shape) if i != axis)
+    return np.ascontiguousarray(np.moveaxis(symbols.reshape(moved), 0, axis)).reshape(-1)
+
+
+def _decode_parametric(coded: CodedSymbols, decoder, shape: tuple[int, ...] | None) -> np.ndarray:
+    groups = _group_count(coded.axis, shape)
+    size, coded_count = _layout(coded.count, groups, coded.pinned)
+    if coded.pinned:
+        uniform = constriction.stream.model.Uniform()
+        first_low = np.asarray(decoder.decode(uniform, np.full(groups, size, np.int32)), np.int64)
+        first_top = np.asarray(decoder.decode(uniform, np.full(groups, size - 1, np.int32)), np.int64)
+    family = _family(coded.model, coded.alphabet)
+    inner = np.empty(coded_count, np.int32)
+    for start, stop, means, scales in _chunks(coded.params, coded_count):
+        inner[start:stop] = decoder.decode(family, means, scales)
+    if not coded.pinned:
+        return inner
+    if first_low.max() >= size or first_top.max() >= size - 1:
+        raise BitstreamError("corrupt tensor: a pinned position lies outside its group")
+    out = np.empty((groups, size), np.int32)
+    rows = np.arange(groups)
+    top_at = first_top + (first_top >= first_low)  # first_top indexes the group without its pinned 0
+    keep = np.ones((groups, size), bool)
+    keep[rows, first_low] = False
+    keep[rows, top_at] = False
+    out[rows, first_low] = 0
+    out[rows, top_at] = coded.alphabet - 1
+    out[keep] = inner
+    return out.reshape(-1)
+
+
+def decode_symbols(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Decode exactly ``coded.count`` int32 symbols in the tensor's C order; BitstreamError on any fault."""
+    check_coded(coded, shape)
+    shift = int(coded.params[0]) if coded.model == "categorical" else 0
     try:
         decoder = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(coded.words, np.uint32))
-        out = np.asarray(decoder.decode(cmodel, coded.count))
-    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        if coded.model == "categorical":
+            cmodel = _categorical_model(coded.params)
+            if cmodel is None:
+                return np.full(coded.count, shift, np.int32)
+            out = np.asarray(decoder.decode(cmodel, coded.count))
+        elif coded.model == "uniform":
+            out = np.asarray(decoder.decode(constriction.stream.model.Uniform(coded.alphabet), coded.count))
+        else:
+            out = _decode_parametric(coded, decoder, shape)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError, BitstreamError):
         raise
     except BaseException as exc:  # constriction raises ValueError, or a pyo3 PanicException (a BaseException)
         raise BitstreamError(f"corrupt tensor: entropy decoding failed ({exc})") from None
@@ -345,4 +636,4 @@ def decode_symbols(coded: CodedSymbols) -> np.ndarray:
         out += np.int32(shift)
     if out.min() < 0 or out.max() >= coded.alphabet:
         raise BitstreamError("corrupt tensor: decoded symbols outside the alphabet")
-    return out
+    return _ungroup(out, shape, coded.axis)
