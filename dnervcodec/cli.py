@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder parameters to remove by structured channel pruning (e.g. 0.1)")
     p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 20%% of --epochs)")
     p.add_argument("--bits", type=int, default=8, help="quantization bits for weights and embeddings (2..16)")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="quantization-aware fine-tuning of the stored decoder and embeddings (epochs; default 0)")
+    p.add_argument("--qat-lr", type=float, default=None, help="peak learning rate of that fine-tuning (default lr/10)")
     p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
     p.add_argument("--denoise", choices=["none", "stbn", "nlm", "vdp"], default="none",
                    help="denoise the clip before encoding (self-supervised stbn/vdp, or OpenCV non-local means)")
@@ -176,6 +179,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
         fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
     out = Path(args.output)
@@ -186,6 +190,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     decoded, _ = decode(report.data)
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
+    if report.psnr_qat is not None:
+        pruned += f", {args.bits}-bit {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB by QAT"
     against = f" against the {args.denoise}-denoised input" if args.denoise != "none" else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
           f"(float model {report.psnr_fit:.2f} dB{pruned}); {T} frames {H}x{W}, "

@@ -26,6 +26,7 @@ from .fit import ClipTensor, FitConfig, evaluate, fit
 from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
+from .qat import qat_config, tune_quantized
 from .video import Video, read_video
 
 MAX_SIDE = 8192
@@ -47,6 +48,8 @@ class EncodeConfig:
     prune_epochs: int = 0  # fine-tuning epochs after pruning
     prune_lr: float | None = None  # peak learning rate of that fine-tuning (default: the fit's)
     bits: int = 8
+    qat_epochs: int = 0  # quantization-aware fine-tuning of the stored decoder and embeddings
+    qat_lr: float | None = None  # its peak learning rate (default: a tenth of the fit's)
     device: str = "auto"
     denoise: str = "none"  # a denoiser run on the frames before fitting: stbn, nlm (vdp later) or none
     denoise_sigma: float | None = None  # noise level on 0-255; None = estimated
@@ -76,6 +79,7 @@ class EncodeReport:
     decoder_config: DecoderConfig
     psnr_fit: float  # float model after fitting (encoders in the loop)
     psnr_pruned: float | None  # float model after pruning + fine-tuning
+    psnr_qat: tuple[float, float] | None  # quantized model before and after quantization-aware fine-tuning
     timings: dict[str, float]
     encoded_frames: np.ndarray  # what the model was fitted to: the input, or the input after denoising
 
@@ -108,6 +112,8 @@ def encode_stages(cfg: EncodeConfig) -> list[str]:
     stages.append("fit")
     if cfg.prune > 0 and cfg.prune_epochs > 0:
         stages.append("prune")
+    if cfg.qat_epochs > 0:
+        stages.append("qat")
     return stages
 
 
@@ -186,12 +192,22 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
             psnr_pruned = float(evaluate(model, ClipTensor(frames, device)).mean())
         timings["prune"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
     content, diff = _embeddings(model, ClipTensor(frames, device))
-    dec_cfg = model.decoder.cfg
+    decoder, psnr_qat = model.decoder, None
+    if cfg.qat_epochs > 0:
+        t0 = time.perf_counter()
+        qat_dir = Path(run_dir) / "qat" if run_dir is not None else None
+        tuned = tune_quantized(frames, decoder, content, diff, cfg.bits, qat_config(cfg.fit, cfg.qat_epochs, cfg.qat_lr),
+                               device, qat_dir, resume, progress)
+        decoder, content, diff = tuned.decoder, tuned.content, tuned.diff
+        psnr_qat = (tuned.psnr_before, tuned.psnr_after)
+        timings["qat"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dec_cfg = decoder.cfg
     tensors = {
         f"w.{name}": encode_tensor(f"w.{name}", p.detach().cpu().float().numpy(), cfg.bits, "weight")
-        for name, p in model.decoder.state_dict().items()
+        for name, p in decoder.state_dict().items()
     }
     tensors["e.content"] = encode_tensor("e.content", content, cfg.bits, "embedding")
     if diff is not None:
@@ -200,13 +216,14 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         "encoder": f"dnervcodec {__version__}",
         "video": {"frames": T, "height": H, "width": W, "fps": video.fps,
                   "source_size": list(video.source_size), "start": cfg.start},
-        "coding": {"bits": cfg.bits, "prune": cfg.prune, "budget": sizing.budget},
+        "coding": {"bits": cfg.bits, "prune": cfg.prune, "qat_epochs": cfg.qat_epochs, "budget": sizing.budget},
     }
     segment = Segment(meta={"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, tensors=tensors)
     timings["quantize_entropy_code"] = time.perf_counter() - t0
     extra["timings"] = json.dumps(timings).encode()
     data = write_container(Container(header=header, segments=[segment], ancillary=extra))
-    return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, timings, frames)
+    return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, psnr_qat, timings,
+                        frames)
 
 
 def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:

@@ -12,9 +12,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoint import CHECKPOINT_NAME, StopAtStepBoundary, frames_digest, load_checkpoint, save_checkpoint
@@ -129,6 +131,108 @@ def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+StepFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+def train(
+    module: nn.Module,
+    forward: StepFn,
+    num_frames: int,
+    cfg: FitConfig,
+    device: torch.device,
+    run_dir: str | os.PathLike | None,
+    identity: dict,
+    same_run: Callable[[dict], str | None],
+    resume: bool = False,
+    progress: bool | Progress = True,
+    stop_after_steps: int | None = None,
+    desc: str = "fit",
+) -> tuple[list[dict], float]:
+    """The training loop every fit shares: epochs over shuffled frames, Adam with warmup + cosine, clipping,
+    one progress stage, checkpoints, Ctrl-C between steps. Returns (history per epoch, seconds).
+
+    `forward(frame indices) -> (output, target)`. A checkpoint holds `identity` (what makes the run this
+    run, e.g. configs and an input digest) and the state of `module` and the optimizer; `same_run(state)`
+    returns why a checkpoint does not belong to this run, or None when it does.
+    """
+    optim = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=cfg.betas)
+    steps_per_epoch = math.ceil(num_frames / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+    epoch, step_in_epoch, history, elapsed_before = 0, 0, [], 0.0
+
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        why = same_run(state)
+        if why:
+            raise CheckpointError(f"{ckpt_path} was written {why}")
+        module.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+        history, elapsed_before = state["history"], state["seconds"]
+
+    def checkpoint(ep: int, st: int, seconds: float) -> None:
+        if ckpt_path is None:
+            return
+        save_checkpoint(ckpt_path, {**identity, "model": module.state_dict(), "optim": optim.state_dict(),
+                                    "epoch": ep, "step_in_epoch": st, "history": history, "seconds": seconds})
+
+    start = time.perf_counter()
+    last_ckpt = start
+    steps_this_call = 0
+    module.train()
+    done_before = epoch * steps_per_epoch + step_in_epoch
+    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, total_steps, done_before) as bar:
+        try:
+            while epoch < cfg.epochs:
+                order = epoch_order(cfg.seed, epoch, num_frames).to(device)
+                sq_err, n_err, loss_sum = 0.0, 0, 0.0
+                while step_in_epoch < steps_per_epoch:
+                    if stopper.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
+                        raise KeyboardInterrupt
+                    global_step = epoch * steps_per_epoch + step_in_epoch
+                    for group in optim.param_groups:
+                        group["lr"] = learning_rate(cfg, global_step, total_steps)
+                    idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
+                    out, target = forward(idx)
+                    loss = reconstruction_loss(cfg.loss, out, target)
+                    optim.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip_grad > 0:
+                        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_grad)
+                    optim.step()
+                    with torch.no_grad():
+                        sq_err += float((out.detach() - target).pow(2).mean()) * len(idx)
+                    n_err += len(idx)
+                    loss_sum += float(loss.detach()) * len(idx)
+                    step_in_epoch += 1
+                    steps_this_call += 1
+                    bar.update(1)
+                    now = time.perf_counter()
+                    if now - last_ckpt > cfg.checkpoint_minutes * 60:
+                        checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
+                        last_ckpt = now
+                seconds = elapsed_before + time.perf_counter() - start
+                # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
+                record = {
+                    "epoch": epoch + 1,
+                    "loss": loss_sum / max(1, n_err),
+                    "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
+                    "seconds": seconds,
+                }
+                history.append(record)
+                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"])
+                epoch, step_in_epoch = epoch + 1, 0
+        except KeyboardInterrupt:
+            seconds = elapsed_before + time.perf_counter() - start
+            checkpoint(epoch, step_in_epoch, seconds)
+            where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
+            raise FitInterrupted(f"{desc} interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
+    seconds = elapsed_before + time.perf_counter() - start
+    checkpoint(epoch, 0, seconds)
+    return history, seconds
+
+
 def fit(
     frames: np.ndarray,
     model_cfg: ModelConfig,
@@ -158,100 +262,26 @@ def fit(
     if init_state is not None:
         model.load_state_dict(init_state)
     model = model.to(device, memory_format=torch.channels_last)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     clip = ClipTensor(frames, device)
-    steps_per_epoch = math.ceil(T / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     digest = frames_digest(frames)
-    ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    epoch, step_in_epoch, history, elapsed_before = 0, 0, [], 0.0
+    with_diff = model.diff_encoder is not None
 
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+    def forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cur, diff = clip.batch(idx, with_diff)
+        return model(cur, diff), cur
+
+    def same_run(state: dict) -> str | None:
         try:
             same = ModelConfig.from_dict(state["model_cfg"]) == model_cfg and FitConfig.from_dict(state["fit_cfg"]) == cfg
         except (KeyError, TypeError, ValueError, ConfigError):
             same = False
         if not same:
-            raise CheckpointError(f"{ckpt_path} was written by a fit with other settings; use the same options")
+            return "by a fit with other settings; use the same options"
         if state.get("digest") != digest:
-            raise CheckpointError(f"{ckpt_path} was written for other frames; use the same input and range")
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-        history, elapsed_before = state["history"], state["seconds"]
+            return "for other frames; use the same input and range"
+        return None
 
-    def checkpoint(ep: int, st: int, seconds: float) -> None:
-        if ckpt_path is None:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model_cfg": model_cfg.to_dict(),
-                "fit_cfg": cfg.to_dict(),
-                "digest": digest,
-                "model": model.state_dict(),
-                "optim": optim.state_dict(),
-                "epoch": ep,
-                "step_in_epoch": st,
-                "history": history,
-                "seconds": seconds,
-            },
-        )
-
-    with_diff = model.diff_encoder is not None
-    start = time.perf_counter()
-    last_ckpt = start
-    steps_this_call = 0
-    model.train()
-    done_before = epoch * steps_per_epoch + step_in_epoch
-    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, total_steps, done_before) as bar:
-        try:
-            while epoch < cfg.epochs:
-                order = epoch_order(cfg.seed, epoch, T).to(device)
-                sq_err, n_err, loss_sum = 0.0, 0, 0.0
-                while step_in_epoch < steps_per_epoch:
-                    if stopper.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
-                        raise KeyboardInterrupt
-                    global_step = epoch * steps_per_epoch + step_in_epoch
-                    for group in optim.param_groups:
-                        group["lr"] = learning_rate(cfg, global_step, total_steps)
-                    idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
-                    cur, diff = clip.batch(idx, with_diff)
-                    out = model(cur, diff)
-                    loss = reconstruction_loss(cfg.loss, out, cur)
-                    optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_grad > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                    optim.step()
-                    with torch.no_grad():
-                        sq_err += float((out.detach() - cur).pow(2).mean()) * len(idx)
-                    n_err += len(idx)
-                    loss_sum += float(loss.detach()) * len(idx)
-                    step_in_epoch += 1
-                    steps_this_call += 1
-                    bar.update(1)
-                    now = time.perf_counter()
-                    if now - last_ckpt > cfg.checkpoint_minutes * 60:
-                        checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
-                        last_ckpt = now
-                seconds = elapsed_before + time.perf_counter() - start
-                # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
-                record = {
-                    "epoch": epoch + 1,
-                    "loss": loss_sum / max(1, n_err),
-                    "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
-                    "seconds": seconds,
-                }
-                history.append(record)
-                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"])
-                epoch, step_in_epoch = epoch + 1, 0
-        except KeyboardInterrupt:
-            seconds = elapsed_before + time.perf_counter() - start
-            checkpoint(epoch, step_in_epoch, seconds)
-            where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
-            raise FitInterrupted(f"fit interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
-    seconds = elapsed_before + time.perf_counter() - start
-    checkpoint(epoch, 0, seconds)
+    identity = {"model_cfg": model_cfg.to_dict(), "fit_cfg": cfg.to_dict(), "digest": digest}
+    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, same_run, resume, progress,
+                             stop_after_steps, desc)
     return FitResult(model, evaluate(model, clip), history, seconds)
