@@ -480,12 +480,14 @@ def torch_threads(n: int | None):
 
 
 def run_point(
-    frames: np.ndarray, fps: float, cfg: BaselineConfig, crf: float, metric_threads: int | None = 1
+    frames: np.ndarray, fps: float, cfg: BaselineConfig, crf: float, metric_threads: int | None = 1,
+    reference: np.ndarray | None = None,
 ) -> dict:
     """Encode at one CRF, decode, and measure. Keys follow CompressAI's results schema where one exists.
 
-    The metrics (not timed) run with `metric_threads` torch threads: on a busy 2-core machine MS-SSIM with
-    one thread is about 3x faster than with two that fight other jobs for the cores.
+    Quality is measured against `reference` when given (the clean clip of a noisy-source benchmark), else
+    against the encoded frames. The metrics (not timed) run with `metric_threads` torch threads: on a busy
+    2-core machine MS-SSIM with one thread is about 3x faster than with two that fight other jobs for the cores.
     """
     enc = encode_stream(frames, fps, cfg, crf)
     t0 = time.perf_counter()
@@ -494,8 +496,9 @@ def run_point(
     if decoded.shape != frames.shape:
         raise InputError(f"{cfg.name}: decoded {decoded.shape}, expected {frames.shape}")
     t, h, w = frames.shape[:3]
+    ref = frames if reference is None else reference
     with torch_threads(metric_threads):
-        quality = {"psnr-rgb": psnr(frames, decoded), "ms-ssim-rgb": ms_ssim(frames, decoded)}
+        quality = {"psnr-rgb": psnr(ref, decoded), "ms-ssim-rgb": ms_ssim(ref, decoded)}
     return {
         "crf": crf,
         "bpp": bpp(len(enc.data), t, h, w),

@@ -32,6 +32,22 @@ def ms_ssim_db(values: Sequence[float]) -> list[float]:
     return [-10.0 * math.log10(max(1.0 - v, 1e-12)) for v in values]
 
 
+def pareto_front(rates: Sequence[float], qualities: Sequence[float]) -> list[int]:
+    """Indices of the operational points: those no other point beats with a lower or equal rate.
+
+    A codec on a noisy source, measured against the clean clip, gets *worse* past some rate (the bits go to
+    reproducing noise). Nobody would pick such a point, and log-rate is then not a function of quality, so
+    BD metrics on such curves use the front. For a curve that rises with rate the front is all its points.
+    """
+    order = sorted(range(len(rates)), key=lambda i: (rates[i], -qualities[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if qualities[i] > best:
+            front.append(i)
+            best = qualities[i]
+    return sorted(front, key=lambda i: rates[i])
+
+
 def _curve(x: Sequence[float], y: Sequence[float], what: str) -> tuple[np.ndarray, np.ndarray] | str:
     """Sort by x; for equal x keep the best y (lowest when y is a rate). Returns an error string if unusable."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

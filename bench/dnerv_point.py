@@ -27,8 +27,11 @@ QUICK_BUDGETS = (0.04, 0.06, 0.1, 0.2)  # bpp at 8 bits before entropy coding (f
 QUICK_EPOCHS = 40
 
 
-def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: float) -> dict:
+def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: float,
+                reference: np.ndarray | None = None) -> dict:
+    """Encode at one budget to a real file, decode that file, and measure (against `reference` if given)."""
     T, H, W, _ = frames.shape
+    ref = frames if reference is None else reference
     cfg = replace(base, bpp=float(target_bpp), size=None)
     t0 = time.perf_counter()
     report = encode_video(Video(frames, fps, (H, W)), cfg, progress=False)
@@ -42,8 +45,8 @@ def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: 
         size = path.stat().st_size
     return {
         "bpp": bpp(size, T, H, W),
-        "psnr-rgb": psnr(frames, decoded),
-        "ms-ssim-rgb": ms_ssim(frames, decoded),
+        "psnr-rgb": psnr(ref, decoded),
+        "ms-ssim-rgb": ms_ssim(ref, decoded),
         "psnr-float": report.psnr_fit,
         "encode_s": encode_s,
         "decode_s": decode_s,

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .bdrate import bd_psnr, bd_rate, ms_ssim_db  # noqa: E402
+from .bdrate import bd_psnr, bd_rate, ms_ssim_db, pareto_front  # noqa: E402
 from .results import load_results, to_points  # noqa: E402
 
 METRIC_LABELS = {"psnr-rgb": "PSNR RGB [dB]", "ms-ssim-rgb": "MS-SSIM RGB"}
@@ -25,10 +25,15 @@ def _docs(results: Iterable[dict | str | os.PathLike]) -> list[dict]:
     return [r if isinstance(r, dict) else load_results(r) for r in results]
 
 
-def _curve(doc: dict, metric: str) -> tuple[list[float], list[float]]:
+def _curve(doc: dict, metric: str, pareto: bool = False) -> tuple[list[float], list[float]]:
+    """(bpp, metric) sorted by bpp; with `pareto`, only the points no cheaper point beats (see pareto_front)."""
     pts = [p for p in to_points(doc) if p.get("bpp") is not None and p.get(metric) is not None]
     pts.sort(key=lambda p: p["bpp"])
-    return [p["bpp"] for p in pts], [p[metric] for p in pts]
+    x, y = [p["bpp"] for p in pts], [p[metric] for p in pts]
+    if pareto:
+        keep = pareto_front(x, y)
+        x, y = [x[i] for i in keep], [y[i] for i in keep]
+    return x, y
 
 
 def plot_rd(
@@ -85,20 +90,25 @@ def points_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def bd_table(test: dict, anchors: Sequence[dict]) -> str:
-    """Markdown table: BD-rate (PSNR and MS-SSIM) and BD-PSNR of `test` against each anchor."""
+def bd_table(test: dict, anchors: Sequence[dict], pareto: bool = False) -> str:
+    """Markdown table: BD-rate (PSNR and MS-SSIM) and BD-PSNR of `test` against each anchor.
+
+    With `pareto`, every curve is reduced to its operational front first (see bdrate.pareto_front).
+    """
+    front = " (operational fronts: points that a cheaper point beats are left out)" if pareto else ""
     lines = [
-        f"BD metrics of **{test['name']}** against each anchor (negative BD-rate = {test['name']} needs fewer bits):",
+        f"BD metrics of **{test['name']}** against each anchor (negative BD-rate = {test['name']} needs fewer "
+        f"bits){front}:",
         "",
         "| anchor | BD-rate PSNR | BD-PSNR | BD-rate MS-SSIM |",
         "|---|---:|---:|---:|",
     ]
-    tr, tp = _curve(test, "psnr-rgb")
-    tr2, tm = _curve(test, "ms-ssim-rgb")
+    tr, tp = _curve(test, "psnr-rgb", pareto)
+    tr2, tm = _curve(test, "ms-ssim-rgb", pareto)
     notes = []
     for anchor in anchors:
-        ar, ap = _curve(anchor, "psnr-rgb")
-        ar2, am = _curve(anchor, "ms-ssim-rgb")
+        ar, ap = _curve(anchor, "psnr-rgb", pareto)
+        ar2, am = _curve(anchor, "ms-ssim-rgb", pareto)
         cells = []
         for res, unit in (
             (bd_rate(ar, ap, tr, tp), "%"),
@@ -120,21 +130,23 @@ def bd_table(test: dict, anchors: Sequence[dict]) -> str:
 def write_markdown(
     path: str | os.PathLike,
     results: Sequence[dict | str | os.PathLike],
-    test: str | None = None,
+    test: str | Sequence[str] | None = None,
     title: str = "Rate-distortion results",
     intro: str = "",
+    pareto: bool = False,
 ) -> Path:
-    """A markdown report: one points table per codec and, with `test` (a name), its BD table vs the rest."""
+    """A markdown report: one points table per codec and, for each `test` name, its BD table vs the rest."""
     docs = _docs(results)
     parts = [f"# {title}", ""]
     if intro:
         parts += [intro, ""]
-    if test is not None:
-        tests = [d for d in docs if d["name"] == test]
+    for name in [test] if isinstance(test, str) else list(test or []):
+        tests = [d for d in docs if d["name"] == name]
+        parts += [f"## BD-rate of {name}", ""]
         if tests:
-            parts += ["## BD-rate", "", bd_table(tests[0], [d for d in docs if d["name"] != test]), ""]
+            parts += [bd_table(tests[0], [d for d in docs if d["name"] != name], pareto), ""]
         else:
-            parts += ["## BD-rate", "", f"(no results for test codec '{test}')", ""]
+            parts += [f"(no results for test codec '{name}')", ""]
     for doc in docs:
         parts += [f"## {doc['name']}", ""]
         if doc.get("description"):

@@ -145,13 +145,16 @@ def run_benchmark(
     codecs: Sequence[CodecSpec],
     out_dir: str | Path,
     clip_meta: dict | None = None,
-    test: str | None = None,
+    test: str | Sequence[str] | None = None,
     progress: bool = True,
     title: str = "Rate-distortion results",
+    pareto: bool = False,
 ) -> list[dict]:
     """Measure every (codec, param) point not already in out_dir, then write plots and results.md.
 
-    Returns the results documents, in the order of `codecs`.
+    `test` names the codec(s) whose BD table against the others goes into results.md (default: the last);
+    `pareto` computes BD metrics on operational fronts (noisy sources). Returns the results documents, in
+    the order of `codecs`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +189,7 @@ def run_benchmark(
     plot_rd(docs, out / "rd-ms-ssim.png", "ms-ssim-rgb", title=title)
     test = test if test is not None else names[-1]
     intro = ", ".join(f"{k}: {v}" for k, v in clip_meta.items())
-    write_markdown(out / "results.md", docs, test=test, title=title, intro=intro)
+    write_markdown(out / "results.md", docs, test=test, title=title, intro=intro, pareto=pareto)
     return docs
 
 

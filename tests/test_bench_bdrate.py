@@ -52,3 +52,24 @@ def test_too_few_points_and_bad_rates():
 def test_ms_ssim_db():
     assert ms_ssim_db([0.9, 0.99]) == pytest.approx([10.0, 20.0])
     assert all(math.isfinite(v) for v in ms_ssim_db([1.0]))
+
+
+def test_pareto_front_keeps_the_points_worth_choosing() -> None:
+    from bench.bdrate import pareto_front
+
+    assert pareto_front([0.1, 0.2, 0.4], [25.0, 27.0, 30.0]) == [0, 1, 2]  # a rising curve is all front
+    # a noisy source against the clean clip: past 0.2 bpp the bits go to noise and quality falls
+    assert pareto_front([0.4, 0.1, 0.8, 0.2], [24.0, 23.0, 21.0, 25.0]) == [1, 3]
+    assert pareto_front([0.1, 0.1, 0.3], [20.0, 22.0, 22.0]) == [1]  # ties: the cheaper, better point wins
+
+
+def test_bd_on_operational_fronts_ignores_the_noise_reproducing_tail() -> None:
+    from bench.plot import bd_table
+
+    anchor = {"name": "x265", "results": {"bpp": [0.05, 0.1, 0.2, 0.5, 1.0], "psnr-rgb": [22.0, 24.0, 25.0, 23.0, 20.0],
+                                          "ms-ssim-rgb": [0.80, 0.85, 0.87, 0.84, 0.78]}}
+    test = {"name": "stbn+x265", "results": {"bpp": [0.05, 0.1, 0.2], "psnr-rgb": [23.0, 25.0, 26.5],
+                                             "ms-ssim-rgb": [0.84, 0.88, 0.90]}}
+    table = bd_table(test, [anchor], pareto=True)
+    row = [line for line in table.splitlines() if line.startswith("| x265 |")][0]
+    assert "-" in row.split("|")[2] and "operational fronts" in table  # fewer bits for the same quality
