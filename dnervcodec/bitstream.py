@@ -333,6 +333,11 @@ def _check_version(data: bytes | memoryview) -> tuple[int, int]:
     return major, minor
 
 
+def file_version(data: bytes | memoryview) -> tuple[int, int]:
+    """(major, minor) format version of a file this reader accepts; BitstreamError otherwise."""
+    return _check_version(data)
+
+
 def _chunks(data: bytes | memoryview) -> Iterator[tuple[bytes, memoryview, int]]:
     """Yield (type, data, total bytes incl. framing) for each CRC-checked chunk after the preamble."""
     view = memoryview(data)

@@ -272,13 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe must fail here, inside the handlers, not at interpreter exit
+        return code
     except DnervError as e:
         print(f"dnerv {args.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
         print(f"dnerv {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dnerv info x.dnerv | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         print(f"dnerv {args.command}: error: out of memory; use a smaller --resolution or fewer --frames", file=sys.stderr)
         return 2

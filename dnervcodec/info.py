@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bitstream import FORMAT_VERSION, chunk_sizes
+from .bitstream import chunk_sizes, file_version
 from .codec import parse
 from .errors import InputError
 from .metrics import bpp
@@ -41,7 +41,7 @@ def describe(path: Path) -> dict:
     return {
         "file": str(path),
         "bytes": len(data),
-        "format_version": ".".join(map(str, FORMAT_VERSION)),
+        "format_version": ".".join(map(str, file_version(data))),
         "encoder": info.header.get("encoder", "?"),
         "video": video,
         "coding": info.header.get("coding", {}),
@@ -75,6 +75,19 @@ def format_info(info: dict) -> str:
             f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}"
         )
     for key, value in info["ancillary"].items():
-        text = json.dumps(value) if not isinstance(value, str) else value
-        lines.append(f"{key}: {text}")
+        if key == "timings" and isinstance(value, dict):
+            stages = ", ".join(f"{k.replace('_', ' ')} {_seconds(v)}" for k, v in value.items())
+            lines.append(f"encode stages: {stages}")
+        elif key == "denoise" and isinstance(value, dict):
+            sigma = value.get("sigma")
+            lines.append(f"denoised before encoding: {value.get('method')}, sigma "
+                         f"{'estimated' if sigma is None else sigma}, {_seconds(value.get('seconds'))}")
+        else:
+            lines.append(f"{key}: {json.dumps(value) if not isinstance(value, str) else value}")
     return "\n".join(lines)
+
+
+def _seconds(value: object) -> str:
+    if not isinstance(value, (int, float)):
+        return "?"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"

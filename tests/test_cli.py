@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,27 @@ def test_denoise_command_and_encode_with_denoising(clip_file, tmp_path, capsys):
     assert info["ancillary"]["denoise"]["method"] == "nlm" and "denoise" in info["ancillary"]["timings"]
     code, _, err = run_cli(["denoise", str(noisy_path), "--method", "vdp", "-o", str(tmp_path / "v.mkv")], capsys)
     assert code == 2 and "not available" in err
+
+
+def test_info_reports_the_files_own_format_version_and_stage_timings(capsys):
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "data" / "format-1.0.dnerv"
+    code, out, _ = run_cli(["info", str(fixture)], capsys)
+    assert code == 0 and "dnerv format 1.0" in out.splitlines()[0]
+    assert "encode stages: fit" in out
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_info_into_a_closed_pipe_is_quiet(unbuffered):
+    """`dnerv info x.dnerv | head`: the reader may leave before we write; that is no error and no traceback."""
+    import os
+
+    fixture = str(Path(__file__).parent / "data" / "format-1.0.dnerv")
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    proc = subprocess.Popen([sys.executable, "-m", "dnervcodec.cli", "info", fixture], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the command has written anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "Exception" not in err
