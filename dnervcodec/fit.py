@@ -117,18 +117,25 @@ def epoch_order(seed: int, epoch: int, num_frames: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
-    """Per-frame PSNR of the float model (encoders included) over the whole clip."""
-    model.eval()
+def clip_psnr(predict: Callable[[torch.Tensor], torch.Tensor], clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
+    """Per-frame PSNR of predict(frame indices) against the clip's frames, batch by batch."""
     out = []
-    with_diff = model.diff_encoder is not None
     for start in range(0, clip.num_frames, batch_size):
         idx = torch.arange(start, min(start + batch_size, clip.num_frames), device=clip.data.device)
-        cur, diff = clip.batch(idx, with_diff)
-        mse = (model(cur, diff).clamp(0, 1) - cur).pow(2).flatten(1).mean(1)
+        cur, _ = clip.batch(idx, False)
+        mse = (predict(idx).clamp(0, 1) - cur).pow(2).flatten(1).mean(1)
         out.append(psnr_from_mse(mse.double().cpu()))
-    model.train()
     return torch.cat(out).numpy()
+
+
+def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
+    """Per-frame PSNR of the float model (encoders included) over the whole clip."""
+    with_diff = model.diff_encoder is not None
+    model.eval()
+    try:
+        return clip_psnr(lambda idx: model(*clip.batch(idx, with_diff)), clip, batch_size)
+    finally:
+        model.train()
 
 
 StepFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]

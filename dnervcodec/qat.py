@@ -23,8 +23,7 @@ from .checkpoint import frames_digest
 from .compress.quant import check_bits, fake_quantize, quantize_embedding
 from .device import resolve_device
 from .errors import ConfigError
-from .fit import ClipTensor, FitConfig, train
-from .metrics import psnr_from_mse
+from .fit import ClipTensor, FitConfig, clip_psnr, train
 from .models.dnerv import Decoder
 from .progress import Progress
 
@@ -82,18 +81,13 @@ class QATResult:
     seconds: float
 
 
-@torch.no_grad()
-def quantized_psnr(model: StoredTensors, clip: ClipTensor, batch_size: int = 4) -> float:
+def quantized_psnr(model: StoredTensors, clip: ClipTensor) -> float:
     """Mean per-frame PSNR of the fake-quantized decoder: what decoding the file would give."""
     model.eval()
-    values = []
-    for start in range(0, clip.num_frames, batch_size):
-        idx = torch.arange(start, min(start + batch_size, clip.num_frames), device=clip.data.device)
-        cur, _ = clip.batch(idx, False)
-        mse = (model(idx).clamp(0, 1) - cur).pow(2).flatten(1).mean(1)
-        values.append(psnr_from_mse(mse.double().cpu()))
-    model.train()
-    return float(torch.cat(values).mean())
+    try:
+        return float(clip_psnr(model, clip).mean())
+    finally:
+        model.train()
 
 
 def tune_quantized(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-
+from dnervcodec.progress import Progress
 
 
 def moving_shapes(num_frames: int = 8, height: int = 32, width: int = 64, seed: int = 0) -> np.ndarray:
@@ -28,3 +28,16 @@ def moving_shapes(num_frames: int = 8, height: int = 32, width: int = 64, seed: 
 @pytest.fixture
 def clip() -> np.ndarray:
     return moving_shapes()
+
+
+class InterruptAfter(Progress):
+    """A silent progress line that presses Ctrl-C after `n` steps, as a user would in the middle of a run."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(enabled=False)
+        self.left = n
+
+    def update(self, n: int = 1, **postfix: object) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise KeyboardInterrupt

@@ -11,8 +11,7 @@ from dnervcodec.denoise.noise import add_awgn
 from dnervcodec.denoise.stbn import STBN, STBNNet
 from dnervcodec.errors import CheckpointError, ConfigError, DenoiseInterrupted
 from dnervcodec.metrics import psnr
-from dnervcodec.progress import Progress
-from tests.conftest import moving_shapes
+from tests.conftest import InterruptAfter, moving_shapes
 
 
 def _flows(kind: str, t: int, h: int, w: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,26 +76,13 @@ def test_registry_and_bad_options() -> None:
         get_denoiser("stbn", widht=3)
 
 
-class _InterruptAfter(Progress):
-    """A progress line that presses Ctrl-C after `n` steps, as a user would mid-run."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__(enabled=False)
-        self.left = n
-
-    def update(self, n: int = 1, **postfix: object) -> None:
-        self.left -= n
-        if self.left < 0:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("stop_at", [7, 23])  # in the first pass; in the refinement pass
 def test_interrupted_run_resumes_to_the_same_output(tmp_path, stop_at: int) -> None:
     noisy = add_awgn(moving_shapes(6, 24, 32), 25, seed=1)
     options = dict(width=8, blocks=1, iters=12, refine_iters=6, crop=16, clip_len=3, seed=3, device="cpu")
     straight = STBN(**options).denoise(noisy, progress=False)
     with pytest.raises(DenoiseInterrupted, match="--resume"):
-        STBN(**options).denoise(noisy, progress=_InterruptAfter(stop_at), run_dir=tmp_path)
+        STBN(**options).denoise(noisy, progress=InterruptAfter(stop_at), run_dir=tmp_path)
     resumed = STBN(**options)
     out = resumed.denoise(noisy, progress=False, run_dir=tmp_path, resume=True)
     assert np.array_equal(out, straight)

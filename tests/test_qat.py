@@ -11,10 +11,9 @@ from dnervcodec.errors import FitInterrupted
 from dnervcodec.fit import ClipTensor, FitConfig, fit
 from dnervcodec.metrics import psnr
 from dnervcodec.models.sizing import size_model
-from dnervcodec.progress import Progress
 from dnervcodec.qat import qat_config, tune_quantized
 from dnervcodec.video import Video
-from tests.conftest import moving_shapes
+from tests.conftest import InterruptAfter, moving_shapes
 
 
 def test_qat_recovers_what_3_bit_quantization_loses_and_predicts_the_decoded_psnr() -> None:
@@ -30,17 +29,6 @@ def test_qat_recovers_what_3_bit_quantization_loses_and_predicts_the_decoded_psn
     assert after == pytest.approx(tuned_psnr, abs=0.01)
     assert tuned_psnr > plain_psnr + 0.25  # measured: 18.79 -> 19.30 dB
     assert abs(len(tuned.data) - len(plain.data)) < 0.02 * len(plain.data)  # same model, about the same bytes
-
-
-class _InterruptAfter(Progress):
-    def __init__(self, n: int) -> None:
-        super().__init__(enabled=False)
-        self.left = n
-
-    def update(self, n: int = 1, **postfix: object) -> None:
-        self.left -= n
-        if self.left < 0:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_fine_tuning_resumes_to_the_same_tensors(tmp_path) -> None:
@@ -59,7 +47,7 @@ def test_interrupted_fine_tuning_resumes_to_the_same_tensors(tmp_path) -> None:
     straight = run(progress=False)
     assert np.array_equal(content, content_before), "fine-tuning must not change the caller's embeddings"
     with pytest.raises(FitInterrupted, match="--resume"):
-        run(progress=_InterruptAfter(9), run_dir=tmp_path)
+        run(progress=InterruptAfter(9), run_dir=tmp_path)
     resumed = run(progress=False, run_dir=tmp_path, resume=True)
     assert np.array_equal(resumed.content, straight.content) and np.array_equal(resumed.diff, straight.diff)
     for (k, a), b in zip(straight.decoder.state_dict().items(), resumed.decoder.state_dict().values()):
