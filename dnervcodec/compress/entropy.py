@@ -294,6 +294,30 @@ def _family(model: str, alphabet: int):
     return cls(0, alphabet - 1)
 
 
+def _code_parametric(coder, model: str, alphabet: int, params: np.ndarray, symbols: np.ndarray | None,
+                     count: int) -> np.ndarray | None:
+    """Encode `symbols` (group-major) with `coder`, or decode `count` of them: one scalar model when all
+    groups share one (mean, scale) row, else per-symbol parameter arrays built a chunk at a time."""
+    decoding = symbols is None
+    out = np.empty(count, np.int32) if decoding else None
+    if params.shape[0] == 1:
+        m = constriction.stream.model
+        cls = m.QuantizedLaplace if model == "laplace" else m.QuantizedGaussian
+        shared = cls(0, alphabet - 1, float(params[0, 0]), float(params[0, 1]))
+        if decoding:
+            out[:] = coder.decode(shared, count)
+        elif count:
+            coder.encode(symbols, shared)
+        return out
+    family = _family(model, alphabet)
+    for start, stop, means, scales in _chunks(params, count):
+        if decoding:
+            out[start:stop] = coder.decode(family, means, scales)
+        else:
+            coder.encode(symbols[start:stop], family, means, scales)
+    return out
+
+
 def _chunks(params: np.ndarray, count: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
     """(start, stop, means, scales) over group-major symbols, in ranges of at most CHUNK_SYMBOLS symbols;
     row r of params covers symbols [r * size, (r + 1) * size) with size = count / rows."""
@@ -301,8 +325,12 @@ def _chunks(params: np.ndarray, count: int) -> list[tuple[int, int, np.ndarray, 
     out = []
     for start in range(0, count, CHUNK_SYMBOLS):
         stop = min(start + CHUNK_SYMBOLS, count)
-        g = np.arange(start, stop) // size
-        out.append((start, stop, params[g, 0], params[g, 1]))
+        first, last = start // size, (stop - 1) // size
+        skip = start - first * size
+        rows = params[first : last + 1]
+        means = np.repeat(rows[:, 0], size)[skip : skip + stop - start]
+        scales = np.repeat(rows[:, 1], size)[skip : skip + stop - start]
+        out.append((start, stop, means, scales))
     return out
 
 
@@ -388,10 +416,8 @@ def _encode_parametric(model: str, symbols: np.ndarray, alphabet: int, axis: int
         params = np.array([_fit_group(model, row, alphabet) for row in groups], np.float64)
     else:
         params = np.array([_fit_group(model, groups.reshape(-1), alphabet)], np.float64)
-    family = _family(model, alphabet)
-    flat = groups.reshape(-1)
-    for start, stop, means, scales in _chunks(params, flat.size):
-        encoder.encode(flat[start:stop], family, means, scales)
+    flat = np.ascontiguousarray(groups.reshape(-1))
+    _code_parametric(encoder, model, alphabet, params, flat, flat.size)
     return params, np.asarray(encoder.get_compressed(), np.uint32)
 
 
@@ -590,10 +616,7 @@ def _decode_parametric(coded: CodedSymbols, decoder, shape: tuple[int, ...] | No
         uniform = constriction.stream.model.Uniform()
         first_low = np.asarray(decoder.decode(uniform, np.full(groups, size, np.int32)), np.int64)
         first_top = np.asarray(decoder.decode(uniform, np.full(groups, size - 1, np.int32)), np.int64)
-    family = _family(coded.model, coded.alphabet)
-    inner = np.empty(coded_count, np.int32)
-    for start, stop, means, scales in _chunks(coded.params, coded_count):
-        inner[start:stop] = decoder.decode(family, means, scales)
+    inner = _code_parametric(decoder, coded.model, coded.alphabet, coded.params, None, coded_count)
     if not coded.pinned:
         return inner
     if first_low.max() >= size or first_top.max() >= size - 1:
