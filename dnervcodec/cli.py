@@ -28,7 +28,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--size", default=None, help="stored values, embeddings counted: 85k, 0.35M (default 0.1 bpp)")
-    budget.add_argument("--bpp", type=float, default=None, help="target bits per pixel at 8 bits per stored value")
+    budget.add_argument("--bpp", type=float, default=None, help="target bits per pixel before entropy coding: stored values x --bits (8 for fit) / pixels")
     p.add_argument("--no-diff", action="store_true", help="drop the diff stream (HNeRV-style ablation, same budget)")
     p.add_argument("--diff-stride", type=int, default=None, help="diff embedding at 1/N of the frame (default: auto)")
     p.add_argument("--epochs", type=int, default=50, help="fitting epochs (default 50, about 4 min at 160x320 here; the paper uses 300)")

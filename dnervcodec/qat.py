@@ -51,14 +51,17 @@ class StoredTensors(nn.Module):
                 parametrize.register_parametrization(module, name, _FakeQuant(self.bits, 0 if p.ndim >= 2 else None))
         # Copies: training must not change the caller's arrays.
         self.content = nn.Parameter(torch.tensor(content, dtype=torch.float32))
-        self.content_axis = quantize_embedding(content, self.bits)[1].axis
         self.diff = None if diff is None else nn.Parameter(torch.tensor(diff, dtype=torch.float32))
-        self.diff_axis = None if diff is None else quantize_embedding(diff, self.bits)[1].axis
+
+    def _quantized(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The embedding as the file will hold it: per tensor or per channel, chosen by the encoder's own rule
+        on the current values (it can change as they train)."""
+        axis = quantize_embedding(embedding.detach().cpu().numpy(), self.bits)[1].axis
+        return fake_quantize(embedding, self.bits, axis)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        content = fake_quantize(self.content, self.bits, self.content_axis)[idx]
-        diff = None if self.diff is None else fake_quantize(self.diff, self.bits, self.diff_axis)[idx]
-        return self.decoder(content, diff)
+        diff = None if self.diff is None else self._quantized(self.diff)[idx]
+        return self.decoder(self._quantized(self.content)[idx], diff)
 
     def export(self) -> tuple[Decoder, np.ndarray, np.ndarray | None]:
         """The float decoder (parametrizations removed) and embeddings; the bitstream quantizes them next."""

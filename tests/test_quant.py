@@ -120,11 +120,27 @@ def test_fake_quantize_forward_matches_numpy_and_gradient_is_identity(axis: int 
     symbols, params = quantize(x.detach().numpy(), 8, axis)
     ref = dequantize(symbols, params)
     step = float(params.scale.max())
-    assert np.abs(y.detach().numpy() - ref).max() <= 1e-3 * step + 1e-6  # same grid, float32 rounding aside
+    assert np.array_equal(y.detach().numpy(), ref.reshape(y.shape))  # bit for bit what the file will hold
     assert (y.detach() - x.detach()).abs().max() <= step / 2 + 1e-6
     g = torch.randn_like(x)
     y.backward(g)
     assert x.grad is not None and torch.equal(x.grad, g)
+
+
+@pytest.mark.parametrize("bits", [3, 5, 8])
+def test_fake_quantize_agrees_with_the_file_on_rounding_ties(bits: int) -> None:
+    """Values whose (x - offset) / scale is a tie (k + 0.5) in one precision and not the other must still
+    round as the encoder rounds them (one flipped symbol moved a 5-bit embedding value by a whole step)."""
+    rng = np.random.default_rng(bits)
+    base = rng.normal(0, 1, 4000).astype(np.float32)
+    _, params = quantize(base, bits, None)
+    scale, offset = np.float64(params.scale[0]), np.float64(params.offset[0])
+    ties = (offset + (rng.integers(0, (1 << bits) - 1, 400) + 0.5) * scale).astype(np.float32)
+    near = np.nextafter(ties, np.float32(np.inf))
+    x = np.concatenate([base, ties, near, [base.min(), base.max()]]).astype(np.float32)
+    symbols, p = quantize(x, bits, None)
+    y = fake_quantize(torch.from_numpy(x), bits, None).numpy()
+    assert np.array_equal(y, dequantize(symbols, p))
 
 
 def test_fake_quantize_constant_tensor_is_finite() -> None:

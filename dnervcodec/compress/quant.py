@@ -201,9 +201,12 @@ def quantize_embedding(e: np.ndarray, bits: int = DEFAULT_BITS) -> tuple[np.ndar
 def fake_quantize(x: "torch.Tensor", bits: int, axis: int | None) -> "torch.Tensor":
     """Quantize-dequantize in the forward pass, identity in the backward pass (straight-through estimator).
 
-    Used for quantization-aware fine-tuning: the network sees the values the decoder will see, while the
-    gradient flows to the float weights unchanged. Ranges are recomputed from ``x`` on every call, exactly
-    as :func:`quantize` does at encode time.
+    Used for quantization-aware fine-tuning: the network sees exactly the values the decoder will see, while
+    the gradient flows to the float weights unchanged. It repeats :func:`quantize` and :func:`dequantize`
+    operation for operation (ranges and float16 scale/offset, symbols rounded in float64, values rebuilt in
+    float32), so the result is bit-identical to what the file will hold: a value on a rounding tie, rounded
+    one way in float32 and the other in float64, would otherwise flip by a whole step (at 5 bits a step of a
+    content embedding can cost one frame several dB).
     """
     import torch
 
@@ -213,17 +216,16 @@ def fake_quantize(x: "torch.Tensor", bits: int, axis: int | None) -> "torch.Tens
     with torch.no_grad():
         xd = x.detach()
         if axis is None:
-            lo, hi = xd.min(), xd.max()
+            lo, hi = xd.min().reshape([1] * xd.dim()), xd.max().reshape([1] * xd.dim())
         else:
             others = [d for d in range(xd.dim()) if d != axis]
             lo = xd.amin(dim=others, keepdim=True) if others else xd
             hi = xd.amax(dim=others, keepdim=True) if others else xd
-        # the same float16-representable offset and scale as quantize() stores
-        lo_np = lo.double().cpu().numpy()
-        offset = _half(lo_np, down=True)
+        offset = _half(lo.double().cpu().numpy(), down=True)
         scale = _half((hi.double().cpu().numpy() - offset.astype(np.float64)) / levels, up=True)
-        offset_t = torch.from_numpy(offset).to(xd).reshape(lo.shape)
-        scale_t = torch.from_numpy(scale).to(xd).reshape(lo.shape)
-        safe = torch.where(scale_t > 0, scale_t, torch.ones_like(scale_t))
-        q = torch.clamp(torch.round((xd - offset_t) / safe), 0, levels) * scale_t + offset_t
-    return x + (q - xd)
+        offset64 = torch.from_numpy(offset.astype(np.float64)).to(xd.device)
+        safe64 = torch.from_numpy(np.where(scale > 0, scale, np.float32(1)).astype(np.float64)).to(xd.device)
+        symbols = torch.clamp(torch.round((xd.double() - offset64) / safe64), 0, levels)
+        q = symbols.float() * torch.from_numpy(scale).to(xd.device) + torch.from_numpy(offset).to(xd.device)
+    # q + (x - x) is q exactly with the gradient of x; x + (q - x) would round twice and can miss q by an ulp.
+    return q.to(x.dtype) + (x - xd)
