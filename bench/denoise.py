@@ -6,13 +6,14 @@ defaults and its ablations, and other learned denoisers (VDP) when they are avai
     python -m bench.denoise ... --rows noisy nlm stbn                   # a subset of the rows
     python -m bench.denoise ... --options stbn='{"iters": 200}'        # options for every stbn row
 
-Rows (`--rows`, default all but stbn-sigma-est): `noisy`; `nlm` (OpenCV's multi-frame non-local means,
+Rows (`--rows`, default all of these): `noisy`; `nlm` (OpenCV's multi-frame non-local means,
 temporal window 5, h = hColor tuned over `--nlm-strengths` against the clean clip, an advantage no other
 row gets; its time is that of one strength); `stbn` at its defaults, given the true sigma; the ablations
 `stbn-bilinear` (bilinear instead of nearest warping), `stbn-no-refine` (the second pass keeps the flow of
 the noisy frames: same passes and steps, only the flow differs), `stbn-no-rfe` (plain residual blocks at
 full resolution instead of the receptive-field expansion) and the other loss (`stbn-l2` or `stbn-nll`);
-`stbn-sigma-est` (sigma not given: estimated); `vdp` and `vdp-single-scale` (`pyramid_levels=1`). A row
+`stbn-sigma-est` (sigma not given: estimated); `stbn-seed1` (training seed 1 instead of --seed: how
+much two runs of the same settings differ, the yardstick for the ablations); `vdp` and `vdp-single-scale` (`pyramid_levels=1`). A row
 whose denoiser cannot be built (ConfigError, e.g. VDP not in this version) is reported as not available,
 never filled in, and tried again on the next run. Any other registered denoiser name is a row too.
 
@@ -26,6 +27,7 @@ skips them. `results.md` is the table. Denoised clips are cached losslessly as `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -79,14 +81,15 @@ ROWS = {
     "stbn-l2": Row("stbn-l2", "stbn", {"loss": "l2"}, note="blind-spot L2 loss, blind-spot mean"),
     "stbn-nll": Row("stbn-nll", "stbn", {"loss": "nll"}, note="Gaussian NLL loss, posterior mean"),
     "stbn-sigma-est": Row("stbn-sigma-est", "stbn", sigma_given=False, note="sigma estimated, not given"),
+    "stbn-seed1": Row("stbn-seed1", "stbn", {"seed": 1}, note="defaults, training seed 1: the run-to-run spread"),
     "vdp": Row("vdp", "vdp", note="defaults"),
     "vdp-single-scale": Row("vdp-single-scale", "vdp", {"pyramid_levels": 1}, note="no spatial pyramid"),
 }
 
 
 def default_rows() -> list[str]:
-    return ["noisy", "nlm", "stbn", "stbn-bilinear", "stbn-no-refine", "stbn-no-rfe", f"stbn-{_stbn_other_loss()}",
-            "vdp", "vdp-single-scale"]
+    return ["noisy", "nlm", "stbn", "stbn-seed1", "stbn-bilinear", "stbn-no-refine", "stbn-no-rfe",
+            f"stbn-{_stbn_other_loss()}", "stbn-sigma-est", "vdp", "vdp-single-scale"]
 
 
 def get_row(name: str) -> Row:
@@ -128,14 +131,33 @@ def _build(row: Row, opts: dict, seed: int, device: str):
     if row.method == "nlm":
         return get_denoiser("nlm", **{**NLM_FIXED, **opts})
     if row.method in ("stbn", "vdp"):
-        return get_denoiser(row.method, seed=seed, device=device, **opts)
+        return get_denoiser(row.method, **{"seed": seed, "device": device, **opts})
     return get_denoiser(row.method, **opts)
 
 
-def _cache_key(row: Row, opts: dict, sigma: float, seed: int, noisy: np.ndarray) -> dict:
-    return json.loads(json.dumps({"row": row.name, "method": row.method, "options": opts,
+def _config(den) -> dict:
+    """Every setting of a built denoiser (its defaults included), so a change of defaults is a new run."""
+    if hasattr(den, "options") and callable(den.options):
+        return den.options()
+    if dataclasses.is_dataclass(den):
+        return {k: v for k, v in dataclasses.asdict(den).items() if not isinstance(v, (list, np.ndarray))}
+    return {"class": type(den).__qualname__}
+
+
+def _row_config(row: Row, options: dict | None, seed: int, device: str) -> dict | None:
+    """A row's full settings as stored in results.json (None when its denoiser cannot be built)."""
+    if row.method == "noisy":
+        return {}
+    try:
+        return json.loads(json.dumps(_config(_build(row, row_options(row, options), seed, device)), default=str))
+    except ConfigError:
+        return None
+
+
+def _cache_key(row: Row, config: dict, sigma: float, seed: int, noisy: np.ndarray) -> dict:
+    return json.loads(json.dumps({"row": row.name, "method": row.method, "config": config,
                                   "sigma": sigma if row.sigma_given else None, "seed": seed,
-                                  "noisy": frames_digest(noisy)}))
+                                  "noisy": frames_digest(noisy)}, default=str))
 
 
 def _load_cached(out: Path, name: str, key: dict) -> tuple[np.ndarray, dict] | None:
@@ -170,14 +192,14 @@ def run_denoiser(row: Row, noisy: np.ndarray, sigma: float, seed: int, out_dir: 
     """Row `row`'s denoised clip and its stats (seconds, cpu_s, threads, load, ...), from the cache or run."""
     out = Path(out_dir)
     opts = row_options(row, options)
-    key = _cache_key(row, opts, sigma, seed, noisy)
+    den = None if row.method == "noisy" else _build(row, opts, seed, device)  # ConfigError: not available
+    key = _cache_key(row, {} if den is None else _config(den), sigma, seed, noisy)
     cached = _load_cached(out, row.name, key)
     if cached is not None:
         return cached[0], {**cached[1], "cached": True}
-    if row.method == "noisy":
+    if den is None:
         frames, stats = noisy, {"seconds": 0.0, "cpu_s": 0.0}
     else:
-        den = _build(row, opts, seed, device)  # ConfigError: not available / bad option
         load_start = os.getloadavg()
         c0, t0 = time.process_time(), time.perf_counter()
         frames = den.denoise(noisy, sigma if row.sigma_given else None, progress=progress)
@@ -254,9 +276,9 @@ def run_benchmark(clean: np.ndarray, noisy: np.ndarray, sigma: float, seed: int,
         bar = tqdm(specs, desc="denoise", unit="row", disable=not progress, dynamic_ncols=True)
         for row in bar:
             bar.set_description(row.name)
-            opts = row_options(row, options)
             done = results.get(row.name)
-            if done is not None and done.get("status") == "ok" and done.get("options") == json.loads(json.dumps(opts)):
+            if done is not None and done.get("status") == "ok" and done.get("config") == _row_config(row, options,
+                                                                                                   seed, device):
                 continue
             point = _measure(row, clean, noisy, sigma, seed, out, options, device, strengths, progress)
             results.add(point)
@@ -294,12 +316,14 @@ def _measure(row: Row, clean, noisy, sigma, seed, out, options, device, strength
         if row.method in ("noisy", "nlm", "stbn"):
             raise  # our own rows must run; only other denoisers may be missing from this version
         return {**point, "status": f"not available: {e}", "psnr-rgb": None, "ms-ssim-rgb": None}
-    point.update({"psnr-rgb": psnr(frames, clean), "ms-ssim-rgb": ms_ssim(frames, clean), "wall_s": stats["seconds"],
+    point.update({"config": stats["key"]["config"], "psnr-rgb": psnr(frames, clean), "ms-ssim-rgb": ms_ssim(frames, clean), "wall_s": stats["seconds"],
                   "cpu_s": stats.get("cpu_s"), "threads": stats["threads"], "load": stats.get("load"),
                   "device": stats.get("device"), "sigma_given": sigma if row.sigma_given else None,
                   "status": "ok", "clip_file": f"{stats['key']['row']}.npy"})
     if "sigma_used" in stats:
         point["sigma_used"] = stats["sigma_used"]
+    if row.name == "nlm":  # the tuned row: the strengths are in the file's meta, the rest is NLM's defaults
+        point["config"] = _row_config(row, options, seed, device)
     return point
 
 

@@ -11,6 +11,7 @@ import torch
 from bench import denoise as bench
 from bench.results import load_results, to_points
 from dnervcodec.denoise import base
+from dnervcodec.denoise.nlm import NLMDenoiser
 from dnervcodec.denoise.noise import add_awgn
 from dnervcodec.denoise.stbn import STBN
 from dnervcodec.errors import ConfigError
@@ -56,6 +57,7 @@ def test_benchmark_table_resume_cache_and_unavailable_rows(tmp_path, monkeypatch
     assert points["stbn-no-refine"]["options"] == {**TINY["stbn"], "refine_flow": False, "refine_iters": 1}
     assert points["stbn-l2"]["options"]["loss"] == "l2" and points["stbn-l2"]["sigma_used"] is None
     assert points["stbn"]["sigma_used"] == 25.0
+    assert points["stbn"]["config"] == STBN(**TINY["stbn"]).options()  # defaults included
     # ablations are different runs, not copies of the default row
     assert len({points[n]["psnr-rgb"] for n in ROWS[2:7]}) == 5
     for name in ("vdp", "vdp-single-scale"):
@@ -70,21 +72,19 @@ def test_benchmark_table_resume_cache_and_unavailable_rows(tmp_path, monkeypatch
     def boom(*a, **k):
         raise AssertionError("measured again")
 
-    def only_vdp(name, **options):
-        if name != "vdp":
-            raise AssertionError(f"{name} measured again")
+    def missing_again(**options):
         retried.append(options)
-        return base.get_denoiser(name, **options)
+        raise ConfigError("denoiser 'vdp' is not available in this version")
 
     monkeypatch.setattr(STBN, "denoise", boom)
-    monkeypatch.setattr(bench, "get_denoiser", only_vdp)
+    monkeypatch.setattr(NLMDenoiser, "denoise", boom)
+    monkeypatch.setitem(base._EXTRA, "vdp", missing_again)
     again = bench.run_benchmark(clean, noisy, 25.0, 0, tmp_path, ROWS, TINY, "cpu", strengths=[10, 20],
                                 clip_meta={"clip": "shapes"}, progress=False)
     assert again["results"]["psnr-rgb"] == doc["results"]["psnr-rgb"]
-    assert len(retried) == 2 and retried[1]["pyramid_levels"] == 1
+    assert len(retried) >= 2 and {o.get("pyramid_levels") for o in retried} == {None, 1}
     # results.json lost: the clips come from the cache, with the time they took when they were made
     (tmp_path / "results.json").unlink()
-    monkeypatch.setattr(bench, "get_denoiser", base.get_denoiser)
     third = bench.run_benchmark(clean, noisy, 25.0, 0, tmp_path, ROWS, TINY, "cpu", strengths=[10, 20],
                                 clip_meta={"clip": "shapes"}, progress=False)
     assert third["results"]["psnr-rgb"] == doc["results"]["psnr-rgb"]
@@ -119,8 +119,14 @@ def test_changed_options_are_measured_again_and_other_denoisers_join(tmp_path, m
                               {"stbn": {**TINY["stbn"], "iters": 5}}, "cpu", progress=False)
     points = {p["row"]: p for p in to_points(doc)}
     assert points["stbn"]["options"]["iters"] == 5
-    assert json.loads((tmp_path / "stbn.json").read_text())["key"]["options"]["iters"] == 5
+    assert json.loads((tmp_path / "stbn.json").read_text())["key"]["config"]["iters"] == 5
     assert not np.array_equal(np.load(tmp_path / "stbn.npy"), first)
+    # a change of the denoiser's defaults (not of the options given) is a new run too
+    monkeypatch.setattr(bench, "get_denoiser", lambda name, **o: base.get_denoiser(name, **{"lr": 5e-4, **o}))
+    doc = bench.run_benchmark(clean, noisy, 25.0, 0, tmp_path, ["stbn"], {"stbn": {**TINY["stbn"], "iters": 5}},
+                              "cpu", progress=False)
+    assert to_points(doc)[0]["config"]["lr"] == 5e-4
+    assert json.loads((tmp_path / "stbn.json").read_text())["key"]["config"]["lr"] == 5e-4
     assert points["identity"]["psnr-rgb"] == pytest.approx(psnr(noisy, clean))
 
 

@@ -162,7 +162,7 @@ def test_second_pass_flow_source(monkeypatch, refine_flow: bool) -> None:
     assert len(sources) == (2 if refine_flow else 1)
     if refine_flow:
         assert not np.array_equal(sources[1], noisy)
-    assert STBN(refine_flow=False).passes == [600] and STBN().passes == [600, 150]
+    assert STBN(refine_flow=False).passes == [1500] and STBN().passes == [1500, 375]
 
 
 def test_registry_and_bad_options() -> None:

@@ -208,7 +208,7 @@ class STBN:
 
     width: int = 32
     blocks: int = 2
-    iters: int = 600
+    iters: int = 1500
     refine_iters: int | None = None
     crop: int = 64
     clip_len: int = 5
