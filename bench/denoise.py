@@ -282,6 +282,7 @@ def run_benchmark(clean: np.ndarray, noisy: np.ndarray, sigma: float, seed: int,
                 continue
             point = _measure(row, clean, noisy, sigma, seed, out, options, device, strengths, progress)
             results.add(point)
+            write_markdown(out / "results.md", results.doc(), rows)  # the table so far
             if point["status"] != "ok":
                 tqdm.write(f"{row.name}: {point['status']} (skipped)")
             else:
@@ -362,7 +363,7 @@ def write_markdown(path: str | os.PathLike, doc: dict, rows: Sequence[str] | Non
     meta = doc.get("meta", {})
     clip = meta.get("clip", {})
     title = (f"# Denoising: {clip.get('clip', 'clip')} {clip.get('resolution', '')}, {clip.get('frames', '?')} frames, "
-             f"AWGN sigma {meta.get('sigma')} (seed {meta.get('seed')})")
+             f"AWGN sigma {meta.get('sigma', 0):g} (seed {meta.get('seed')})")
     text = "\n".join([title, "", table(doc, rows), "",
                       "PSNR: RGB, per frame, mean over frames, against the clean clip. wall/CPU: the denoiser "
                       "alone (CPU time counts every thread of the process). load: the machine's load average "
