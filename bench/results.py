@@ -10,7 +10,9 @@
     }
 
 Every list in "results" has one entry per point, and points are sorted by bpp. CompressAI's plot tool
-reads "name" and "results" and ignores the extra keys. Files are written atomically (temp file + rename),
+reads "name" and "results" and ignores the extra keys. Tables that are not rate-distortion curves (the
+denoise benchmark's rows) use the same files with their own `columns`: without a "bpp" column, points
+keep the order they were added in and only "psnr-rgb" is required. Files are written atomically (temp file + rename),
 so a benchmark killed mid-write leaves the previous version intact, and :class:`ResultsFile` lets a rerun
 skip the points already measured.
 """
@@ -21,7 +23,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from dnervcodec.errors import ConfigError, InputError
 from dnervcodec.video import write_bytes_atomic
@@ -49,11 +51,15 @@ def to_points(doc: dict) -> list[dict]:
 
 
 def make_doc(
-    name: str, points: Iterable[dict], description: str = "", param: str | None = None, meta: dict | None = None
+    name: str, points: Iterable[dict], description: str = "", param: str | None = None, meta: dict | None = None,
+    columns: Sequence[str] = REQUIRED_METRICS,
 ) -> dict:
-    """Build a results document from per-point dicts, sorted by bpp (missing values become null)."""
-    points = sorted(points, key=lambda p: p["bpp"])
-    keys: list[str] = list(REQUIRED_METRICS)
+    """Build a results document from per-point dicts (missing values become null).
+
+    `columns` come first; points are sorted by bpp when "bpp" is one of them, else kept in order.
+    """
+    points = sorted(points, key=lambda p: p["bpp"]) if "bpp" in columns else list(points)
+    keys: list[str] = list(columns)
     for p in points:
         keys += [k for k in p if k not in keys]
     doc: dict[str, Any] = {"name": name, "description": description}
@@ -73,10 +79,10 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def validate(doc: Any, where: str = "results") -> dict:
+def validate(doc: Any, where: str = "results", required: Sequence[str] = ("bpp", "psnr-rgb")) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or not isinstance(doc.get("results"), dict):
         raise InputError(f"{where}: not a results file (needs 'name' and a 'results' object)")
-    for k in ("bpp", "psnr-rgb"):
+    for k in required:
         if k not in doc["results"]:
             raise InputError(f"{where}: results have no '{k}' list")
     for k, v in doc["results"].items():
@@ -86,7 +92,11 @@ def validate(doc: Any, where: str = "results") -> dict:
     return doc
 
 
-def load_results(path: str | os.PathLike) -> dict:
+def _required(columns: Sequence[str]) -> tuple[str, ...]:
+    return ("bpp", "psnr-rgb") if "bpp" in columns else ("psnr-rgb",)
+
+
+def load_results(path: str | os.PathLike, columns: Sequence[str] = REQUIRED_METRICS) -> dict:
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
@@ -94,13 +104,14 @@ def load_results(path: str | os.PathLike) -> dict:
         raise InputError(f"results file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from None
-    return validate(doc, str(path))
+    return validate(doc, str(path), _required(columns))
 
 
-def save_results(path: str | os.PathLike, doc: dict) -> Path:
-    """Write a results document atomically, points sorted by bpp."""
-    validate(doc, str(path))
-    doc = make_doc(doc["name"], to_points(doc), doc.get("description", ""), doc.get("param"), doc.get("meta"))
+def save_results(path: str | os.PathLike, doc: dict, columns: Sequence[str] = REQUIRED_METRICS) -> Path:
+    """Write a results document atomically, points sorted by bpp (when `columns` have bpp)."""
+    validate(doc, str(path), _required(columns))
+    doc = make_doc(doc["name"], to_points(doc), doc.get("description", ""), doc.get("param"), doc.get("meta"),
+                   columns)
     path = Path(path)
     write_bytes_atomic(path, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
     return path
@@ -114,14 +125,16 @@ class ResultsFile:
     """
 
     def __init__(
-        self, path: str | os.PathLike, name: str, param: str, description: str = "", meta: dict | None = None
+        self, path: str | os.PathLike, name: str, param: str, description: str = "", meta: dict | None = None,
+        columns: Sequence[str] = REQUIRED_METRICS,
     ) -> None:
         self.path = Path(path)
         self.name, self.param, self.description = name, param, description
+        self.columns = tuple(columns)
         self.meta = json.loads(json.dumps(meta or {}))  # as it will read back from JSON
         self.points: list[dict] = []
         if self.path.exists():
-            doc = load_results(self.path)
+            doc = load_results(self.path, self.columns)
             if doc.get("param", param) != param:
                 raise ConfigError(f"{self.path}: points are keyed by '{doc.get('param')}', not '{param}'")
             old_meta = doc.get("meta", {})
@@ -142,12 +155,16 @@ class ResultsFile:
     def add(self, point: dict) -> None:
         if self.param not in point:
             raise ValueError(f"point has no '{self.param}' entry")
-        self.points = [p for p in self.points if param_key(p.get(self.param)) != param_key(point[self.param])]
-        self.points.append(point)
+        key = param_key(point[self.param])
+        at = next((i for i, p in enumerate(self.points) if param_key(p.get(self.param)) == key), None)
+        if at is None:
+            self.points.append(point)
+        else:  # replaced in place, so a table without a bpp order keeps its row order
+            self.points[at] = point
         self.save()
 
     def doc(self) -> dict:
-        return make_doc(self.name, self.points, self.description, self.param, self.meta)
+        return make_doc(self.name, self.points, self.description, self.param, self.meta, self.columns)
 
     def save(self) -> Path:
-        return save_results(self.path, self.doc())
+        return save_results(self.path, self.doc(), self.columns)

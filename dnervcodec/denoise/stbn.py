@@ -15,7 +15,10 @@ Why the output at pixel (t, p) never depends on the noisy input x_t(p) (the blin
    backward state of t+1 mixed into the forward chain would bring x_t back in at frame t-1 -> t.
 3. The "Blind-Spot Alignment" head sees [f_t, warped backward state, warped forward state] through 1x1
    convs only, so the spatial offset (0,0) of frame t enters only through f_t(p), which is blind.
-   The output is not added to the input (a residual to x_t would break it).
+   The output is not added to the input (a residual to x_t would break it). With the NLL loss the head
+   also predicts a 3x3 covariance of the clean pixel (6 more 1x1 channels, just as blind); only the
+   posterior mean at inference combines that prediction with the observed x_t(p)
+   (dnervcodec.denoise.gaussian), after training is over.
 
 The Spatial Receptive Field Expansion (pixel_unshuffle by 2, residual blocks, pixel_shuffle) mixes
 odd offsets, so it is applied only inside the propagation cells (neighbour-frame features), not to f_t.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -40,6 +44,8 @@ import torch.nn.functional as F
 from dnervcodec.checkpoint import Checkpointer, StopAtStepBoundary, frames_digest
 from dnervcodec.denoise.base import check_frames
 from dnervcodec.denoise.flow import FLOW_BACKENDS, WARP_MODES, estimate_flows, warp
+from dnervcodec.denoise.gaussian import COVARIANCE_PARAMS, covariance_from_raw, gaussian_nll, posterior_mean
+from dnervcodec.denoise.noise import estimate_sigma
 from dnervcodec.device import resolve_device
 from dnervcodec.errors import ConfigError, DenoiseInterrupted
 from dnervcodec.progress import Progress, progress_stage
@@ -127,27 +133,38 @@ class PropagationCell(nn.Module):
 
 
 class BlindSpotAlignment(nn.Module):
-    """Fuses the current frame's blind features with both aligned neighbour states, 1x1 convs only."""
+    """Fuses the current frame's blind features with both aligned neighbour states, 1x1 convs only.
 
-    def __init__(self, width: int) -> None:
+    Outputs the blind-spot mean (3 channels, around 0.5) and, with out_channels=9, the 6 raw parameters
+    of the clean signal's 3x3 covariance (see dnervcodec.denoise.gaussian).
+    """
+
+    def __init__(self, width: int, out_channels: int = 3) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(3 * width, 2 * width, 1), nn.ReLU(), nn.Conv2d(2 * width, width, 1),
-                                 nn.ReLU(), nn.Conv2d(width, 3, 1))
+                                 nn.ReLU(), nn.Conv2d(width, out_channels, 1))
+        offset = torch.zeros(1, out_channels, 1, 1)
+        offset[:, :3] = 0.5
+        self.register_buffer("offset", offset, persistent=False)
 
     def forward(self, feat: torch.Tensor, back: torch.Tensor, fwd: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([feat, back, fwd], 1)) + 0.5
+        return self.net(torch.cat([feat, back, fwd], 1)) + self.offset
 
 
 class STBNNet(nn.Module):
-    """Clip [B,T,3,H,W] in [0,1] + flows [B,T,2,H,W] -> blind-spot estimate [B,T,3,H,W]."""
+    """Clip [B,T,3,H,W] in [0,1] + flows [B,T,2,H,W] -> blind-spot estimate [B,T,C,H,W].
 
-    def __init__(self, width: int = 32, blocks: int = 2, use_rfe: bool = True, warp_mode: str = "nearest") -> None:
+    C = 3 (the mean) or 9 (mean + the 6 raw covariance parameters); every channel is blind.
+    """
+
+    def __init__(self, width: int = 32, blocks: int = 2, use_rfe: bool = True, warp_mode: str = "nearest",
+                 out_channels: int = 3) -> None:
         super().__init__()
         self.width, self.warp_mode = width, warp_mode
         self.encoder = BlindSpotEncoder(width, blocks)
         self.backward_cell = PropagationCell(width, blocks, use_rfe)
         self.forward_cell = PropagationCell(width, blocks, use_rfe)
-        self.align = BlindSpotAlignment(width)
+        self.align = BlindSpotAlignment(width, out_channels)
 
     def forward(self, x: torch.Tensor, from_prev: torch.Tensor, from_next: torch.Tensor) -> torch.Tensor:
         b, t, _, h, w = x.shape
@@ -167,37 +184,52 @@ class STBNNet(nn.Module):
         return torch.stack(outs, 1)
 
 
+LOSSES = ("nll", "l2")
+
+
 @dataclass
 class STBN:
     """Self-supervised STBN denoiser: fits a fresh network on the clip it is asked to denoise.
 
-    iters: training steps of the first pass; refine_iters: extra steps after re-estimating the flow on
-    the first-pass output (None = iters // 4; only if refine_flow). Each step is `batch` random sub-clips
-    of `clip_len` frames and `crop` x `crop` pixels. `sigma` is not needed and ignored.
-    Cost at the defaults (160k parameters), 1 CPU thread on a loaded 2-core machine, 40x160x320 clip:
-    ~0.12 s per training step, ~0.5 s per frame of inference (a clip_len window per frame), DIS flow
-    0.25 s per clip; 600 + 150 steps and two inference passes come to roughly 2-2.5 minutes.
+    loss: "nll" (default) trains the mean and a 3x3 covariance of the clean pixel by the Gaussian
+    negative log-likelihood of the noisy pixel and returns the posterior mean, which puts the observed
+    pixel back in at inference (dnervcodec.denoise.gaussian); it needs the noise level: the `sigma` given
+    to `denoise`, else `estimate_sigma(frames)`. "l2" trains the mean alone by blind-spot L2 and returns
+    it (sigma is then not used).
+    iters: training steps of the first pass. A second pass of refine_iters steps (None = iters // 4 with
+    refine_flow, else 0) continues training with the flow re-estimated on the first pass's output
+    (refine_flow) or, with refine_flow=False and refine_iters > 0, with the same noisy-frame flow: the
+    control that isolates the refinement at an equal number of steps. Each step is `batch` random
+    sub-clips of `clip_len` frames and `crop` x `crop` pixels.
+    window_average: inference averages each frame's estimates from every clip_len window that holds it;
+    off by default (only the window centred on it), as the average measured 0.1 dB worse on bikes.
+    Cost at the defaults: see docs/denoise.md (measured per clip, 1 thread).
     """
 
     width: int = 32
     blocks: int = 2
-    iters: int = 600
+    iters: int = 1500
     refine_iters: int | None = None
     crop: int = 64
     clip_len: int = 5
     batch: int = 1
     lr: float = 1e-3
+    loss: str = "nll"
     warp_mode: str = "nearest"
     refine_flow: bool = True
     use_rfe: bool = True
+    window_average: bool = False
     flow: str = "dis"
     seed: int = 0
     device: str = "auto"
     checkpoint_minutes: float = 5.0
     name: str = "stbn"
     history: list[float] = field(default_factory=list, repr=False)  # training losses of the last run
+    sigma_used: float | None = field(default=None, repr=False)  # noise level (0-255) of the last run, nll only
 
     def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown STBN loss {self.loss!r}; choose one of {list(LOSSES)}")
         if self.warp_mode not in WARP_MODES:
             raise ConfigError(f"unknown warp_mode {self.warp_mode!r}; choose one of {list(WARP_MODES)}")
         if self.flow not in FLOW_BACKENDS:
@@ -209,28 +241,47 @@ class STBN:
             raise ConfigError("STBN iters/refine_iters must be >= 0 and lr > 0")
 
     def build(self) -> STBNNet:
-        return STBNNet(self.width, self.blocks, self.use_rfe, self.warp_mode)
+        out_channels = 3 + (COVARIANCE_PARAMS if self.loss == "nll" else 0)
+        return STBNNet(self.width, self.blocks, self.use_rfe, self.warp_mode, out_channels)
 
     def options(self) -> dict:
         """The settings that define a run (what a checkpoint must match)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("history", "device", "checkpoint_minutes")}
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("history", "sigma_used", "device", "checkpoint_minutes")}
+
+    @property
+    def refines(self) -> bool:
+        """Whether the second pass re-estimates the flow (not with the zero-flow test backend)."""
+        return self.refine_flow and self.flow != "zero"
 
     @property
     def passes(self) -> list[int]:
-        """Training steps of each pass: the first, then the one after flow refinement (if any)."""
-        if not self.refine_flow or self.flow == "zero":
-            return [self.iters]
-        return [self.iters, self.iters // 4 if self.refine_iters is None else self.refine_iters]
+        """Training steps of each pass: the first, then the second one (if any)."""
+        if self.refines:
+            return [self.iters, self.iters // 4 if self.refine_iters is None else self.refine_iters]
+        return [self.iters] + ([self.refine_iters] if self.refine_iters else [])
+
+    def noise_level(self, frames: np.ndarray, sigma: float | None) -> float | None:
+        """The sigma (0-255) the NLL loss uses: the given one, else the blind estimate; None for l2."""
+        if self.loss != "nll":
+            return None
+        if sigma is None:
+            return estimate_sigma(frames)
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise ConfigError(f"noise sigma must be a finite number > 0 on the 0-255 scale, got {sigma}")
+        return float(sigma)
 
     def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool | Progress = True,
                 run_dir: str | os.PathLike | None = None, resume: bool = False) -> np.ndarray:
         check_frames(frames)
         device = resolve_device(self.device)
+        noise = self.noise_level(frames, sigma)
+        self.sigma_used = noise
         torch.manual_seed(self.seed)
         net = self.build().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)  # uint8 [T,3,H,W]
-        ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "digest": frames_digest(frames)},
+        ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "sigma": noise, "digest": frames_digest(frames)},
                             self.checkpoint_minutes)
         run = _Run(rng=np.random.default_rng(self.seed))
         state = ckpt.restore(resume)
@@ -240,16 +291,20 @@ class STBN:
             run = _Run.from_state(state)
         self.history = run.history
         passes = self.passes
-        total = sum(passes) + len(passes) * frames.shape[0]  # training steps + one inference step per frame
-        done = sum(passes[: run.pass_index]) + run.pass_index * frames.shape[0] + run.step
+        windows = self.windows(frames.shape[0])
+        total = sum(passes) + len(passes) * windows  # training steps + one step per inference window
+        done = sum(passes[: run.pass_index]) + run.pass_index * windows + run.step
+        s = None if noise is None else noise / 255.0
         with StopAtStepBoundary() as stopper, progress_stage(progress, "denoise stbn", total, done) as bar:
             try:
                 out = run.first_pass
+                flows, flow_source = None, None
                 while run.pass_index < len(passes):
-                    flow_source = frames if run.pass_index == 0 else out
-                    flows = self._flows(flow_source, device)
-                    self._train(net, opt, clip, flows, passes[run.pass_index], run, bar, stopper, ckpt)
-                    out = self._infer(net, clip, flows, bar)
+                    source = out if run.pass_index > 0 and self.refines else frames
+                    if flows is None or source is not flow_source:
+                        flows, flow_source = self._flows(source, device), source
+                    self._train(net, opt, clip, flows, passes[run.pass_index], run, s, bar, stopper, ckpt)
+                    out = self._infer(net, clip, flows, s, bar)
                     run.pass_index, run.step, run.first_pass = run.pass_index + 1, 0, out
             except KeyboardInterrupt:
                 ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
@@ -265,9 +320,23 @@ class STBN:
         """Cosine from lr down to lr/10 over a pass: a pure function of the step, so resumes are exact."""
         return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(steps, 1))))
 
+    def objective(self, pred: torch.Tensor, x: torch.Tensor, s: float | None) -> torch.Tensor:
+        """Training loss of a prediction [B,T,C,H,W] for the noisy clip x [B,T,3,H,W] (s = sigma / 255)."""
+        if self.loss == "l2":
+            return F.mse_loss(pred, x)
+        y, mu, raw = x.movedim(2, -1), pred[:, :, :3].movedim(2, -1), pred[:, :, 3:].movedim(2, -1)
+        return gaussian_nll(y, mu, covariance_from_raw(raw), s).mean()
+
+    def estimate(self, pred: torch.Tensor, x: torch.Tensor, s: float | None) -> torch.Tensor:
+        """The denoised clip [B,T,3,H,W]: the blind-spot mean (l2) or the posterior mean given x (nll)."""
+        if self.loss == "l2":
+            return pred
+        y, mu, raw = x.movedim(2, -1), pred[:, :, :3].movedim(2, -1), pred[:, :, 3:].movedim(2, -1)
+        return posterior_mean(y, mu, covariance_from_raw(raw), s).movedim(-1, 2)
+
     def _train(self, net: STBNNet, opt: torch.optim.Optimizer, clip: torch.Tensor,
-               flows: tuple[torch.Tensor, torch.Tensor], iters: int, run: "_Run", bar: Progress,
-               stopper: StopAtStepBoundary, ckpt: Checkpointer) -> None:
+               flows: tuple[torch.Tensor, torch.Tensor], iters: int, run: "_Run", s: float | None,
+               bar: Progress, stopper: StopAtStepBoundary, ckpt: Checkpointer) -> None:
         t, _, h, w = clip.shape
         length, ch, cw = min(self.clip_len, t), min(self.crop, h), min(self.crop, w)
         net.train()
@@ -287,7 +356,7 @@ class STBN:
             x = torch.stack(xs)
             prev, nxt = torch.stack(ps), torch.stack(ns)
             prev[:, 0], nxt[:, -1] = 0, 0  # the sub-clip's ends have no neighbour inside the crop
-            loss = F.mse_loss(net(x, prev, nxt), x)
+            loss = self.objective(net(x, prev, nxt), x, s)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -298,27 +367,46 @@ class STBN:
             if ckpt.due():
                 ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
 
+    def windows(self, num_frames: int) -> int:
+        """Inference windows per pass: every clip_len-frame window of the clip (stride 1)."""
+        return num_frames - min(self.clip_len, num_frames) + 1
+
+    def _window_estimates(self, net: STBNNet, clip: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
+                          s: float | None) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, estimate [clip_len,3,H,W]) of every clip_len-frame window, full frames."""
+        net.eval()
+        length = min(self.clip_len, clip.shape[0])
+        for s0 in range(self.windows(clip.shape[0])):
+            sl = slice(s0, s0 + length)
+            x = clip[sl].float().unsqueeze(0) / 255.0
+            pred = net(x, flows[0][sl].unsqueeze(0), flows[1][sl].unsqueeze(0))
+            yield s0, self.estimate(pred, x, s)[0]
+
     @torch.no_grad()
     def _infer(self, net: STBNNet, clip: torch.Tensor, flows: tuple[torch.Tensor, torch.Tensor],
-               bar: Progress) -> np.ndarray:
-        """Full frames; frame t is taken from the clip_len-frame window centred on it (clamped at the ends).
+               s: float | None, bar: Progress) -> np.ndarray:
+        """Full frames from clip_len-frame windows, each computed once (stride 1).
 
         The recurrent states are only trained over clip_len frames: running them over a whole 40-frame
         clip drifts out of distribution (measured: 15.3 dB instead of 24.8 dB on the test clip), so
-        inference uses the training window length, at clip_len times the cost of one pass.
+        inference uses windows of the training length, about clip_len times the cost of one pass.
+        window_average: a frame's estimate is the mean over every window that holds it (up to clip_len
+        estimates from different temporal contexts, at no extra cost); else only the window centred on it
+        (clamped at the ends) is used.
         """
-        net.eval()
-        t = clip.shape[0]
+        t, _, h, w = clip.shape
         length = min(self.clip_len, t)
-        out = torch.empty(t, clip.shape[2], clip.shape[3], 3, dtype=torch.uint8)
-        for i in range(t):
-            s0 = min(max(i - length // 2, 0), t - length)
-            sl = slice(s0, s0 + length)
-            x = clip[sl].float().unsqueeze(0) / 255.0
-            y = net(x, flows[0][sl].unsqueeze(0), flows[1][sl].unsqueeze(0))[0, i - s0]
-            out[i] = (y.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu()
+        acc = torch.zeros(t, 3, h, w)
+        count = torch.zeros(t, 1, 1, 1)
+        for s0, est in self._window_estimates(net, clip, flows, s):
+            for k in range(length):
+                i = s0 + k
+                if self.window_average or min(max(i - length // 2, 0), t - length) == s0:
+                    acc[i] += est[k].float().cpu()
+                    count[i] += 1
             bar.update(1)
-        return out.numpy()
+        out = (acc / count).clamp(0, 1) * 255.0
+        return out.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 @dataclass
