@@ -57,15 +57,20 @@ class LatentFramePredictor(nn.Module):
     def __init__(self, latent_dim: int, hidden: int) -> None:
         super().__init__()
         self.hidden = hidden
-        self.gates = nn.Conv2d(latent_dim + hidden, 4 * hidden, 3, padding=1)
+        self.from_input = nn.Conv2d(latent_dim, 4 * hidden, 3, padding=1)  # split from the recurrent part so
+        self.from_state = nn.Conv2d(hidden, 4 * hidden, 3, padding=1, bias=False)  # it can run batched
         self.step = nn.Conv2d(hidden, latent_dim, 3, padding=1)
         nn.init.zeros_(self.step.weight)
         nn.init.zeros_(self.step.bias)
 
-    def cell(self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple]:
-        """One step: latent z_t and the (h, c) state -> prediction of z_{t+1} and the new state."""
+    def cell(self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+             z_gates: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
+        """One step: latent z_t and the (h, c) state -> prediction of z_{t+1} and the new state.
+
+        `z_gates` is from_input(z) when the caller has computed it already (for all steps at once)."""
         h, c = state
-        i, f, o, g = self.gates(torch.cat([z, h], 1)).chunk(4, 1)
+        gates = (self.from_input(z) if z_gates is None else z_gates) + self.from_state(h)
+        i, f, o, g = gates.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return z + self.step(h), (h, c)
@@ -77,8 +82,9 @@ class LatentFramePredictor(nn.Module):
     def predict_next(self, z: torch.Tensor) -> torch.Tensor:
         """Teacher-forced: latents [T,C,h,w] -> predictions [T-1,C,h,w] of z_1..z_{T-1} from their past."""
         state, preds = self.zero_state(z[:1]), []
+        z_gates = self.from_input(z[:-1])
         for t in range(z.shape[0] - 1):
-            pred, state = self.cell(z[t : t + 1], state)
+            pred, state = self.cell(z[t : t + 1], state, z_gates[t : t + 1])
             preds.append(pred)
         return torch.cat(preds) if preds else z[:0]
 
