@@ -1,0 +1,124 @@
+"""VDP: the pyramid loss, a tiny end-to-end fit, options, on_eval and exact resumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dnervcodec.denoise.base import get_denoiser
+from dnervcodec.denoise.noise import add_awgn
+from dnervcodec.denoise.vdp import VDP, LatentFramePredictor, VDPNet, pyramid_loss, pyramid_weights
+from dnervcodec.errors import CheckpointError, ConfigError, DenoiseInterrupted
+from dnervcodec.metrics import psnr
+from dnervcodec.progress import Progress
+from tests.conftest import moving_shapes
+
+TINY = dict(latent_dim=8, widths=(32, 16), hidden=8, batch=2, seed=0, device="cpu")
+
+
+def test_single_level_pyramid_is_plain_mse() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 13, 17, generator=gen), torch.rand(2, 3, 13, 17, generator=gen)
+    assert torch.allclose(pyramid_loss(x, y, pyramid_weights(1)), F.mse_loss(x, y))
+
+
+def test_pyramid_loss_known_values() -> None:
+    # a +-1 checkerboard difference: squared error 1 at full scale, exactly 0 once 2x2 blocks are averaged
+    y = torch.zeros(1, 1, 4, 4)
+    board = (torch.arange(4).view(4, 1) + torch.arange(4).view(1, 4)) % 2 * 2.0 - 1
+    x = board.view(1, 1, 4, 4)
+    assert pyramid_weights(3) == pytest.approx([1 / 3] * 3)
+    assert pyramid_weights(2, 3.0) == pytest.approx([0.25, 0.75])
+    assert float(pyramid_loss(x, y, pyramid_weights(3))) == pytest.approx(1 / 3)
+    # a constant offset survives every scale
+    assert float(pyramid_loss(y + 0.5, y, pyramid_weights(3))) == pytest.approx(0.25)
+    # levels beyond the image size are skipped instead of failing
+    assert float(pyramid_loss(x, y, [0.5, 0.25, 0.125, 0.125])) == pytest.approx(0.5)
+
+
+def test_pyramid_loss_damps_white_noise() -> None:
+    # why it protects against fitting the noise: white noise loses 3/4 of its energy per level
+    noise = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    zero = torch.zeros_like(noise)
+    single, three = float(pyramid_loss(noise, zero, [1.0])), float(pyramid_loss(noise, zero, pyramid_weights(3)))
+    assert three == pytest.approx(single * (1 + 1 / 4 + 1 / 16) / 3, rel=0.03)
+
+
+def test_latent_predictor_starts_as_identity_and_rollout_is_causal() -> None:
+    torch.manual_seed(0)
+    lfp = LatentFramePredictor(4, 6)
+    z = torch.randn(5, 4, 3, 5)
+    assert torch.equal(lfp.predict_next(z), z[:-1])  # zero-initialised step: "the next latent is this one"
+    torch.nn.init.normal_(lfp.step.weight)
+    z.requires_grad_(True)
+    lfp.predict_next(z)[2].sum().backward()  # the prediction of z_3 uses z_0..z_2 only
+    assert z.grad[:3].abs().sum() > 0 and torch.all(z.grad[3:] == 0)
+
+
+@pytest.mark.parametrize("dynamics", ["free", "rollout"])
+def test_decoder_output_matches_odd_frame_sizes(dynamics: str) -> None:
+    net = VDPNet(3, 17, 30, latent_dim=4, widths=(8, 8), hidden=4, dynamics=dynamics, walk=0.1)
+    z, z_pred = net.codes()
+    assert z.shape == (3, 4, 5, 8) and z_pred.shape == (2, 4, 5, 8)
+    assert net.decode(z).shape == (3, 3, 17, 30)
+
+
+def test_tiny_fit_end_to_end() -> None:
+    clean = moving_shapes(8, 32, 64)
+    noisy = add_awgn(clean, 30, seed=0)
+    model = VDP(iters=150, lr=5e-3, **TINY)
+    out = model.denoise(noisy, progress=False)
+    assert out.dtype == np.uint8 and out.shape == noisy.shape
+    assert len(model.history) == 150 and all(np.isfinite(h["loss"]) for h in model.history)
+    assert [h["phase"] for h in model.history].count("predict") == model.predict_iters
+    assert psnr(out, clean) > psnr(noisy, clean) + 3.0
+
+
+def test_registry_and_bad_options() -> None:
+    assert isinstance(get_denoiser("vdp", iters=1, seed=2, device="cpu", pyramid_levels=1), VDP)
+    with pytest.raises(ConfigError, match="dynamics"):
+        VDP(dynamics="gru")
+    with pytest.raises(ConfigError, match="pyramid_levels"):
+        VDP(pyramid_levels=0)
+    with pytest.raises(ConfigError, match="widths"):
+        VDP(widths=())
+    with pytest.raises(ConfigError, match="bad option"):
+        get_denoiser("vdp", iter=3)
+
+
+def test_on_eval_is_called_every_eval_every_steps() -> None:
+    noisy = add_awgn(moving_shapes(4, 16, 32), 20, seed=0)
+    seen: list[tuple[int, tuple, np.dtype]] = []
+    model = VDP(iters=7, eval_every=3, on_eval=lambda i, est: seen.append((i, est.shape, est.dtype)), **TINY)
+    model.denoise(noisy, progress=False)
+    assert seen == [(3, noisy.shape, np.uint8), (6, noisy.shape, np.uint8)]
+
+
+class _InterruptAfter(Progress):
+    """A progress line that presses Ctrl-C after `n` steps, as a user would mid-run."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(enabled=False)
+        self.left = n
+
+    def update(self, n: int = 1, **postfix: object) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop_at", [2, 9])  # in the prediction phase; in the denoising phase
+def test_interrupted_run_resumes_to_the_same_output(tmp_path, stop_at: int) -> None:
+    noisy = add_awgn(moving_shapes(5, 16, 24), 25, seed=1)
+    options = dict(TINY, iters=14, predict_fraction=0.25, seed=3)
+    straight = VDP(**options).denoise(noisy, progress=False)
+    with pytest.raises(DenoiseInterrupted, match="--resume"):
+        VDP(**options).denoise(noisy, progress=_InterruptAfter(stop_at), run_dir=tmp_path)
+    resumed = VDP(**options)
+    out = resumed.denoise(noisy, progress=False, run_dir=tmp_path, resume=True)
+    assert np.array_equal(out, straight)
+    assert len(resumed.history) == 14
+    with pytest.raises(CheckpointError):  # other settings must not pick up this checkpoint
+        VDP(**{**options, "iters": 15}).denoise(noisy, progress=False, run_dir=tmp_path, resume=True)
