@@ -373,7 +373,7 @@ def write_markdown(path: str | os.PathLike, doc: dict, rows: Sequence[str] | Non
     return path
 
 
-def _parse_options(items: Sequence[str]) -> dict:
+def parse_options(items: Sequence[str]) -> dict:
     options: dict = {}
     for item in items:
         method, sep, text = item.partition("=")
@@ -413,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.threads < 1:
             raise ConfigError("--threads must be >= 1")
-        options = _parse_options(args.options)
+        options = parse_options(args.options)
         res = parse_resolution(args.resolution) if args.resolution else None
         video = read_video(resolve_input(args.clip), resolution=res, start=args.start, num_frames=args.frames)
         clean = video.frames

@@ -124,8 +124,9 @@ def baseline_spec(name: str, crfs: Sequence[float] = QUICK_CRFS, threads: int = 
     )
 
 
-def _baseline_point(cfg: baselines.BaselineConfig, frames: np.ndarray, fps: float, crf: float) -> dict:
-    return baselines.run_point(frames, fps, cfg, crf)
+def _baseline_point(cfg: baselines.BaselineConfig, frames: np.ndarray, fps: float, crf: float,
+                    reference: np.ndarray | None = None) -> dict:
+    return baselines.run_point(frames, fps, cfg, crf, reference=reference)
 
 
 def get_codec(name: str, crfs: Sequence[float] | None = None, threads: int = 1) -> CodecSpec:
