@@ -122,3 +122,29 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, stop_at: int) -> N
     assert len(resumed.history) == 14
     with pytest.raises(CheckpointError):  # other settings must not pick up this checkpoint
         VDP(**{**options, "iters": 15}).denoise(noisy, progress=False, run_dir=tmp_path, resume=True)
+
+
+def test_pyramid_ablation_benchmark_draws_both_curves_and_resumes(tmp_path, capsys) -> None:
+    """bench/vdp_ablation end to end on a tiny clip: two curves against the clean clip, a plot, a resume."""
+    import json
+
+    from bench import vdp_ablation
+    from dnervcodec.video import write_video
+    from tests.conftest import moving_shapes
+
+    threads = torch.get_num_threads()  # the benchmark sets its own thread count
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(4, 32, 48), fps=25)
+    argv = ["--clip", str(clip), "--resolution", "32x48", "--frames", "4", "--sigma", "25", "--iters", "4",
+            "--every", "2", "--option", "widths=[8, 8]", "--option", "latent_dim=4", "--option", "hidden=4",
+            "--out", str(tmp_path / "out")]
+    assert vdp_ablation.main(argv) == 0
+    doc = json.loads((tmp_path / "out" / "curves.json").read_text())
+    assert set(doc["variants"]) == {"pyramid loss (3 levels)", "single-scale loss"}
+    for run in doc["variants"].values():
+        assert run["iters"] == [2, 4] and all(0 < v < 60 for v in run["psnr"])
+    assert doc["variants"]["single-scale loss"]["options"]["pyramid_levels"] == 1
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 0
+    capsys.readouterr()
+    assert vdp_ablation.main(argv) == 0
+    assert capsys.readouterr().out.count("already measured") == 2
+    torch.set_num_threads(threads)
