@@ -12,8 +12,7 @@ from dnervcodec.denoise.noise import add_awgn
 from dnervcodec.denoise.vdp import VDP, LatentFramePredictor, VDPNet, pyramid_loss, pyramid_weights
 from dnervcodec.errors import CheckpointError, ConfigError, DenoiseInterrupted
 from dnervcodec.metrics import psnr
-from dnervcodec.progress import Progress
-from tests.conftest import moving_shapes
+from tests.conftest import InterruptAfter, moving_shapes
 
 TINY = dict(latent_dim=8, widths=(32, 16), hidden=8, batch=2, seed=0, device="cpu")
 
@@ -96,26 +95,13 @@ def test_on_eval_is_called_every_eval_every_steps() -> None:
     assert seen == [(3, noisy.shape, np.uint8), (6, noisy.shape, np.uint8)]
 
 
-class _InterruptAfter(Progress):
-    """A progress line that presses Ctrl-C after `n` steps, as a user would mid-run."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__(enabled=False)
-        self.left = n
-
-    def update(self, n: int = 1, **postfix: object) -> None:
-        self.left -= n
-        if self.left < 0:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("stop_at", [2, 9])  # in the prediction phase; in the denoising phase
 def test_interrupted_run_resumes_to_the_same_output(tmp_path, stop_at: int) -> None:
     noisy = add_awgn(moving_shapes(5, 16, 24), 25, seed=1)
     options = dict(TINY, iters=14, predict_fraction=0.25, seed=3)
     straight = VDP(**options).denoise(noisy, progress=False)
     with pytest.raises(DenoiseInterrupted, match="--resume"):
-        VDP(**options).denoise(noisy, progress=_InterruptAfter(stop_at), run_dir=tmp_path)
+        VDP(**options).denoise(noisy, progress=InterruptAfter(stop_at), run_dir=tmp_path)
     resumed = VDP(**options)
     out = resumed.denoise(noisy, progress=False, run_dir=tmp_path, resume=True)
     assert np.array_equal(out, straight)
@@ -130,7 +116,7 @@ def test_pyramid_ablation_benchmark_draws_both_curves_and_resumes(tmp_path, caps
 
     from bench import vdp_ablation
     from dnervcodec.video import write_video
-    from tests.conftest import moving_shapes
+    from tests.conftest import InterruptAfter, moving_shapes
 
     threads = torch.get_num_threads()  # the benchmark sets its own thread count
     clip = write_video(tmp_path / "clip.mkv", moving_shapes(4, 32, 48), fps=25)
