@@ -13,6 +13,7 @@ from dnervcodec.denoise.noise import add_awgn
 from dnervcodec.denoise.stbn import STBN, STBNNet
 from dnervcodec.errors import CheckpointError, ConfigError, DenoiseInterrupted
 from dnervcodec.metrics import psnr
+from dnervcodec.progress import Progress
 from tests.conftest import InterruptAfter, moving_shapes
 
 
