@@ -90,6 +90,18 @@ class Checkpointer:
                                   "options and input, or delete it to start over")
         return state
 
+    def restore_training(self, resume: bool, net: torch.nn.Module, opt: torch.optim.Optimizer) -> dict | None:
+        """restore(), loading the network and optimizer saved by save_training(); returns the whole state."""
+        state = self.restore(resume)
+        if state is not None:
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["opt"])
+        return state
+
+    def save_training(self, net: torch.nn.Module, opt: torch.optim.Optimizer, run_state: dict) -> None:
+        """save() a network, its optimizer and the caller's own run state in one checkpoint."""
+        self.save({"net": net.state_dict(), "opt": opt.state_dict(), **run_state})
+
     def due(self) -> bool:
         return self.path is not None and time.perf_counter() - self._last > self.minutes * 60
 

@@ -284,10 +284,8 @@ class STBN:
         ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "sigma": noise, "digest": frames_digest(frames)},
                             self.checkpoint_minutes)
         run = _Run(rng=np.random.default_rng(self.seed))
-        state = ckpt.restore(resume)
+        state = ckpt.restore_training(resume, net, opt)
         if state is not None:
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["opt"])
             run = _Run.from_state(state)
         self.history = run.history
         passes = self.passes
@@ -307,7 +305,7 @@ class STBN:
                     out = self._infer(net, clip, flows, s, bar)
                     run.pass_index, run.step, run.first_pass = run.pass_index + 1, 0, out
             except KeyboardInterrupt:
-                ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
+                ckpt.save_training(net, opt, run.state())
                 raise DenoiseInterrupted(f"stbn interrupted in pass {run.pass_index + 1}, step {run.step}"
                                          f"{ckpt.where()}") from None
         return out
@@ -365,7 +363,7 @@ class STBN:
             run.step += 1
             bar.update(1, loss=value, **{"pass": f"{run.pass_index + 1}/{len(self.passes)}"})
             if ckpt.due():
-                ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
+                ckpt.save_training(net, opt, run.state())
 
     def windows(self, num_frames: int) -> int:
         """Inference windows per pass: every clip_len-frame window of the clip (stride 1)."""

@@ -241,17 +241,15 @@ class VDP:
         ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "digest": frames_digest(frames)},
                             self.checkpoint_minutes)
         run = _Run.start(clip.shape)
-        state = ckpt.restore(resume)
+        state = ckpt.restore_training(resume, net, opt)
         if state is not None:
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["opt"])
             run = _Run.from_state(state)
         self.history = run.history
         with StopAtStepBoundary() as stopper, progress_stage(progress, "denoise vdp", self.iters, run.step) as bar:
             try:
                 self._fit(net, opt, clip, sigma, run, bar, stopper, ckpt)
             except KeyboardInterrupt:
-                ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
+                ckpt.save_training(net, opt, run.state())
                 raise DenoiseInterrupted(f"vdp interrupted at step {run.step}{ckpt.where()}") from None
         return self._estimate(net, run, device)
 
@@ -302,7 +300,7 @@ class VDP:
             if self.on_eval is not None and self.eval_every and run.step % self.eval_every == 0:
                 self.on_eval(run.step, self._estimate(net, run, clip.device))
             if ckpt.due():
-                ckpt.save({"net": net.state_dict(), "opt": opt.state_dict(), **run.state()})
+                ckpt.save_training(net, opt, run.state())
         if run.stopped:
             bar.update(self.iters - run.step)
 
