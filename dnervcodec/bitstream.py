@@ -1,14 +1,16 @@
 """The .dnerv container: a PNG-like sequence of CRC-checked chunks. Spec: docs/bitstream.md.
 
 A file is a 9-byte signature, a format version, then chunks ``length | type | data | CRC-32(type + data)``:
-``HEAD`` (first, once), per segment a ``SEGM`` followed by its ``TNSR`` chunks, ancillary ``tEXt`` chunks
-anywhere in between, and ``IEND`` (last, once). A chunk type whose first letter is upper case is critical
+``HEAD`` (first, once), per segment a ``SEGM`` followed by its ``TNSR`` chunks and its ``CODE``, ancillary
+``tEXt`` chunks anywhere in between, and ``IEND`` (last, once). A chunk type whose first letter is upper case is critical
 (an unknown one stops the reader); lower case is ancillary (an unknown one is skipped).
 
 A bitstream is untrusted input: there is no pickle, torch or eval here, every length, count and shape is
 checked against fixed limits and against the bytes left before anything is allocated, and every problem
 raises :class:`BitstreamError`. :func:`read_container` parses and validates but does not entropy-decode;
-:func:`decode_tensor` decodes one tensor at a time, after bounding its symbol count by its coded size.
+:func:`decode_segment` decodes a segment's tensors, after bounding their symbol counts by the coded size.
+From format 3 on, a segment's tensors share one range-coder stream, a ``CODE`` chunk after its ``TNSR``
+chunks; files of format 1 and 2 (words inside each ``TNSR``) are still read.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Literal
 
 import numpy as np
@@ -26,7 +28,10 @@ from .compress.entropy import (
     MODELS,
     CodedSymbols,
     check_coded,
+    check_stream,
+    decode_stream,
     decode_symbols,
+    encode_stream,
     encode_symbols,
     pack_counts,
     unpack_counts,
@@ -35,8 +40,9 @@ from .compress.quant import MAX_BITS, MIN_BITS, QuantParams, dequantize, quantiz
 from .errors import BitstreamError, ConfigError
 
 SIGNATURE = b"\x8bDNRV\r\n\x1a\n"
-FORMAT_VERSION: tuple[int, int] = (2, 0)
+FORMAT_VERSION: tuple[int, int] = (3, 0)
 OLDEST_MAJOR = 1  # format 1.x files (float32 tables and parameters, one group) are still read
+SHARED_STREAM_MAJOR = 3  # from format 3 on, a segment's tensors share one range-coder stream (CODE chunk)
 
 MAX_CHUNK_LENGTH = (1 << 31) - 1
 MAX_JSON_BYTES = 1 << 20
@@ -64,12 +70,27 @@ class CodedTensor:
     coded: CodedSymbols
 
 
-@dataclass
+@dataclass(eq=False)
 class Segment:
-    """A group of frames decodable on its own: free-form JSON meta and its tensors, in file order."""
+    """A group of frames decodable on its own: free-form JSON meta and its tensors, in file order.
+
+    ``stream``: the range-coder words of all its tensors, in order (format 3; the tensors then hold no words
+    of their own), or None when each tensor carries its own words (read from format 1/2, or fresh from
+    :func:`encode_tensor`; the writer turns those into a shared stream).
+    """
 
     meta: dict
     tensors: dict[str, CodedTensor] = field(default_factory=dict)
+    stream: np.ndarray | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Segment):
+            return NotImplemented
+        same_stream = (self.stream is None and other.stream is None) or (
+            self.stream is not None and other.stream is not None and np.array_equal(self.stream, other.stream))
+        return self.meta == other.meta and self.tensors == other.tensors and same_stream
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -105,9 +126,42 @@ def encode_tensor(
 
 
 def decode_tensor(t: CodedTensor) -> np.ndarray:
-    """Entropy-decode and dequantize to float32 of the stored shape; BitstreamError if anything is off."""
+    """Entropy-decode and dequantize a tensor with its own words (format 1/2) to float32 of the stored shape."""
     _check_tensor(t)
     return dequantize(decode_symbols(t.coded, t.quant.shape), t.quant)
+
+
+def segment_symbols(seg: Segment) -> dict[str, np.ndarray]:
+    """Every tensor's integer symbols, in the tensor's shape; BitstreamError if anything is off."""
+    for t in seg.tensors.values():
+        _check_tensor(t)
+    if seg.stream is None:
+        flat = [decode_symbols(t.coded, t.quant.shape) for t in seg.tensors.values()]
+    else:
+        flat = decode_stream(seg.stream, [(t.coded, t.quant.shape) for t in seg.tensors.values()])
+    return {name: f.reshape(t.quant.shape) for (name, t), f in zip(seg.tensors.items(), flat)}
+
+
+def decode_segment(seg: Segment) -> dict[str, np.ndarray]:
+    """Entropy-decode and dequantize every tensor of a segment to float32; BitstreamError if anything is off."""
+    return {name: dequantize(s, seg.tensors[name].quant) for name, s in segment_symbols(seg).items()}
+
+
+def shared_stream(seg: Segment) -> Segment:
+    """The segment with its tensors coded in one shared stream (format 3), same models and symbols."""
+    if seg.stream is not None:
+        if any(t.coded.words is not None for t in seg.tensors.values()):
+            raise ValueError("a segment with a shared stream holds tensors without words of their own")
+        return seg
+    if any(t.coded.words is None for t in seg.tensors.values()):
+        raise ValueError("a tensor without words of its own needs its segment's stream")
+    try:
+        symbols = segment_symbols(seg)
+    except BitstreamError as exc:
+        raise ValueError(f"a tensor cannot be written: {exc}") from None
+    tensors = {name: replace(t, coded=replace(t.coded, words=None)) for name, t in seg.tensors.items()}
+    words = encode_stream([(t.coded, symbols[name]) for name, t in tensors.items()])
+    return Segment(meta=seg.meta, tensors=tensors, stream=words)
 
 
 def _check_quant(q: QuantParams) -> None:
@@ -198,8 +252,6 @@ def _tensor_data(segment: int, index: int, t: CodedTensor) -> bytes:
         q.offset.astype(">f2").tobytes(),
         struct.pack(">BII", MODELS.index(c.model), c.alphabet, c.count),
         _model_data(c),
-        struct.pack(">I", c.words.size),
-        c.words.astype(">u4").tobytes(),
     ]
     return b"".join(parts)
 
@@ -239,10 +291,13 @@ def write_container(c: Container) -> bytes:
             raise ValueError(f"segment {i} has more than {MAX_TENSORS_PER_SEGMENT} tensors")
         meta = _json_bytes(seg.meta, f"segment {i} meta")
         out.append(_chunk(b"SEGM", struct.pack(">II", i, len(seg.tensors)) + meta))
-        for j, (name, t) in enumerate(seg.tensors.items()):
+        for name, t in seg.tensors.items():
             if name != t.name:
                 raise ValueError(f"segment {i}: tensor stored under key {name!r} is named {t.name!r}")
+        seg = shared_stream(seg)
+        for j, t in enumerate(seg.tensors.values()):
             out.append(_chunk(b"TNSR", _tensor_data(i, j, t)))
+        out.append(_chunk(b"CODE", struct.pack(">II", i, seg.stream.size) + seg.stream.astype(">u4").tobytes()))
     out.append(_chunk(b"IEND", b""))
     return b"".join(out)
 
@@ -400,8 +455,10 @@ def _read_tensor(data: memoryview, major: int) -> tuple[int, int, CodedTensor]:
         group_axis, pinned, params = _read_model_v1(cur, MODELS[model], alphabet, what)
     else:
         group_axis, pinned, params = _read_model_v2(cur, MODELS[model], alphabet, count, shape, what)
-    (nwords,) = cur.unpack(">I")
-    words = cur.array(nwords, ">u4")
+    words = None
+    if major < SHARED_STREAM_MAJOR:
+        (nwords,) = cur.unpack(">I")
+        words = cur.array(nwords, ">u4")
     cur.done()
     quant = QuantParams(shape=shape, bits=bits, axis=None if axis == NO_AXIS else axis, scale=scale, offset=offset)
     coded = CodedSymbols(model=MODELS[model], alphabet=alphabet, count=count, params=params, words=words,
@@ -462,6 +519,18 @@ def _read_ancillary(data: memoryview) -> tuple[str, bytes]:
     return name, raw[nul + 1 :]
 
 
+def _read_stream(data: memoryview, index: int, seg: Segment) -> np.ndarray:
+    """A CODE chunk: u32 segment index, u32 word count, the words; bounded against the segment's tensors."""
+    cur = _Cursor(data, "CODE chunk")
+    segment, nwords = cur.unpack(">II")
+    if segment != index:
+        raise BitstreamError(f"corrupt CODE chunk: it names segment {segment}, not {index}")
+    words = cur.array(nwords, ">u4")
+    cur.done()
+    check_stream([(t.coded, t.quant.shape) for t in seg.tensors.values()], nwords)
+    return words
+
+
 def read_container(data: bytes) -> Container:
     """Parse and validate a whole file (tensors are checked but not decoded); BitstreamError on any fault."""
     header: dict | None = None
@@ -471,6 +540,7 @@ def read_container(data: bytes) -> Container:
     ancillary: dict[str, bytes] = {}
     ended = False
     major, _ = _check_version(data)
+    shared = major >= SHARED_STREAM_MAJOR
     for ctype, body, _ in _chunks(data):
         if ended:
             raise BitstreamError("corrupt .dnerv file: chunks after IEND")
@@ -487,6 +557,8 @@ def read_container(data: bytes) -> Container:
         elif ctype == b"SEGM":
             if segments and len(segments[-1].tensors) != expected_tensors:
                 raise BitstreamError(f"corrupt .dnerv file: segment {len(segments) - 1} is missing tensors")
+            if segments and shared and segments[-1].stream is None:
+                raise BitstreamError(f"corrupt .dnerv file: segment {len(segments) - 1} has no CODE chunk")
             cur = _Cursor(body, "SEGM chunk")
             index, expected_tensors = cur.unpack(">II")
             if index != len(segments) or index >= n_segments:
@@ -503,7 +575,15 @@ def read_container(data: bytes) -> Container:
                 raise BitstreamError(f"corrupt .dnerv file: tensor {tensor.name!r} out of order or not declared")
             if tensor.name in tensors:
                 raise BitstreamError(f"corrupt .dnerv file: tensor {tensor.name!r} repeated in a segment")
+            if segments[-1].stream is not None:
+                raise BitstreamError(f"corrupt .dnerv file: tensor {tensor.name!r} after its segment's CODE chunk")
             tensors[tensor.name] = tensor
+        elif ctype == b"CODE":
+            if not shared:
+                raise BitstreamError(f"corrupt .dnerv file: a CODE chunk in a format {major} file")
+            if not segments or len(segments[-1].tensors) != expected_tensors or segments[-1].stream is not None:
+                raise BitstreamError("corrupt .dnerv file: CODE chunk before its segment's tensors, or repeated")
+            segments[-1].stream = _read_stream(body, len(segments) - 1, segments[-1])
         elif ctype == b"tEXt":
             name, blob = _read_ancillary(body)
             if name in ancillary:
@@ -514,6 +594,8 @@ def read_container(data: bytes) -> Container:
                 raise BitstreamError("corrupt IEND chunk: it must be empty")
             if len(segments) != n_segments or (segments and len(segments[-1].tensors) != expected_tensors):
                 raise BitstreamError("truncated .dnerv file: segments or tensors are missing before IEND")
+            if shared and segments and segments[-1].stream is None:
+                raise BitstreamError("truncated .dnerv file: the last segment has no CODE chunk")
             ended = True
         elif 65 <= ctype[0] <= 90:
             raise BitstreamError(

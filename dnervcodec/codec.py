@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .bitstream import Container, Segment, decode_tensor, encode_tensor, read_container, write_container
+from .bitstream import (Container, Segment, decode_segment, encode_tensor, read_container, shared_stream,
+                        write_container)
 from .checkpoint import Checkpointer, frames_digest
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
@@ -218,7 +219,7 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
                   "source_size": list(video.source_size), "start": cfg.start},
         "coding": {"bits": cfg.bits, "prune": cfg.prune, "qat_epochs": cfg.qat_epochs, "budget": sizing.budget},
     }
-    segment = Segment(meta={"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, tensors=tensors)
+    segment = shared_stream(Segment(meta={"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, tensors=tensors))
     timings["quantize_entropy_code"] = time.perf_counter() - t0
     extra["timings"] = json.dumps(timings).encode()
     data = write_container(Container(header=header, segments=[segment], ancillary=extra))
@@ -299,12 +300,11 @@ def parse(data: bytes | bytearray | memoryview) -> StreamInfo:
         expected = _expected_shapes(dec, n)
         if set(seg.tensors) != set(expected):
             raise BitstreamError("the file's tensors do not match its decoder config")
-        arrays = {}
         for name, shape in expected.items():
             t = seg.tensors[name]
             if tuple(t.quant.shape) != shape:
                 raise BitstreamError(f"tensor {name} has shape {tuple(t.quant.shape)}, expected {shape}")
-            arrays[name] = decode_tensor(t)
+        arrays = decode_segment(seg)
         weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w.")}
         segments.append(DecodedSegment(first, n, dec, weights, arrays["e.content"], arrays.get("e.diff")))
     if covered != T:

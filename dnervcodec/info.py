@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bitstream import chunk_sizes, file_version
+from .bitstream import chunk_sizes, file_version, read_container, segment_symbols
+from .compress.entropy import information_bits
 from .codec import parse
 from .errors import InputError
 from .metrics import bpp
@@ -22,15 +23,35 @@ def _part(chunk_type: str, name: str) -> str:
     return "ancillary" if chunk_type[0].islower() else "header and container"
 
 
+def _parts_bytes(data: bytes) -> dict[str, int]:
+    """Bytes of each part, summing to the file size. A format-3 segment's shared stream (CODE chunk) is split
+    among its tensors by their information bits (what the range coder spent on each); its framing and the
+    coder's final flush count as container."""
+    parts = dict.fromkeys(PARTS, 0.0)
+    streams = iter(read_container(data).segments)
+    for chunk_type, name, size in chunk_sizes(data):
+        if chunk_type != "CODE":
+            parts[_part(chunk_type, name)] += size
+            continue
+        seg = next(streams)
+        symbols = segment_symbols(seg)
+        for tensor_name, t in seg.tensors.items():
+            share = information_bits(t.coded, symbols[tensor_name]) / 8
+            parts[_part("TNSR", tensor_name)] += share
+            size -= share
+        parts["header and container"] += size
+    out = {k: round(v) for k, v in parts.items()}
+    out["header and container"] += len(data) - sum(out.values())
+    return out
+
+
 def describe(path: Path) -> dict:
     """Everything `dnerv info` prints, as a dict (validated by a full parse of the file)."""
     if not path.is_file():
         raise InputError(f"input not found: {path}")
     data = path.read_bytes()
     info = parse(data)
-    parts = dict.fromkeys(PARTS, 0)
-    for chunk_type, name, size in chunk_sizes(data):
-        parts[_part(chunk_type, name)] += size
+    parts = _parts_bytes(data)
     video = info.video
     ancillary = {}
     for key, blob in info.ancillary.items():

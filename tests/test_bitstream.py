@@ -19,9 +19,10 @@ from dnervcodec.bitstream import (
     Container,
     Segment,
     chunk_sizes,
-    decode_tensor,
+    decode_segment,
     encode_tensor,
     read_container,
+    shared_stream,
     write_container,
 )
 from dnervcodec.compress.entropy import CodedSymbols, pack_counts
@@ -40,7 +41,7 @@ def make_arrays(seed: int) -> dict[str, tuple[np.ndarray, str]]:
         "dec.0.conv.bias": (rng.normal(0, 0.1, (8,)).astype(np.float32), "weight"),
         "dec.1.gain": (np.full((4,), 1.5, np.float32), "weight"),  # constant: one-entry table, no words
         "dec.1.conv.weight": (rng.choice([-0.2, 0.0, 0.05, 0.3], size=(6, 8, 1, 1)).astype(np.float32), "weight"),
-        "embed": (rng.laplace(0, 1, (4, 2, 3, 4)).astype(np.float32), "embedding"),
+        "embed": (rng.laplace(0, 1, (4, 2, 8, 16)).astype(np.float32), "embedding"),  # big enough for a bell
     }
 
 
@@ -109,9 +110,10 @@ def parse_tnsr(body: bytes) -> dict:
         f["gaxis"], f["flags"], f["groups"] = take(">BBI")
         f["rows"] = body[p : p + 4 * f["groups"]]
         p += 4 * f["groups"]
-    (f["nwords"],) = take(">I")
-    f["words"] = body[p : p + 4 * f["nwords"]]
-    p += 4 * f["nwords"]
+    if p < len(body):  # format 1/2: the tensor's own words (format 3 keeps them in the CODE chunk)
+        (f["nwords"],) = take(">I")
+        f["words"] = body[p : p + 4 * f["nwords"]]
+        p += 4 * f["nwords"]
     assert p == len(body)
     return f
 
@@ -128,10 +130,14 @@ def build_tnsr(f: dict) -> bytes:
             f["offset"],
             struct.pack(">BII", f["model"], f["alphabet"], f["count"]),
             model_fields(f),
-            struct.pack(">I", f["nwords"]),
-            f["words"],
+            struct.pack(">I", f["nwords"]) + f["words"] if "nwords" in f else b"",
         ]
     )
+
+
+def build_code(segment: int, nwords: int, words: bytes) -> bytes:
+    """A CODE chunk's data: segment index, word count, words (which may disagree with the count)."""
+    return struct.pack(">II", segment, nwords) + words
 
 
 def model_fields(f: dict) -> bytes:
@@ -153,19 +159,24 @@ def model_claims(f: dict) -> list[dict]:
     return [dict(model=1), dict(model=0)]  # uniform: claim a model whose parameters are not there
 
 
+def as_written(c: Container) -> Container:
+    """The container as the writer stores it: each segment's tensors in one shared stream."""
+    return Container(header=c.header, segments=[shared_stream(s) for s in c.segments], ancillary=c.ancillary)
+
+
 @pytest.fixture(scope="module")
 def valid() -> tuple[Container, bytes, dict]:
     c, originals = make_container()
-    return c, write_container(c), originals
+    return as_written(c), write_container(c), originals
 
 
 def read_all(data: bytes) -> Container:
     """Full decode: parse, then entropy-decode and dequantize every tensor."""
     c = read_container(data)
     for seg in c.segments:
-        for t in seg.tensors.values():
-            out = decode_tensor(t)
-            assert out.shape == t.quant.shape and out.dtype == np.float32
+        arrays = decode_segment(seg)
+        for name, t in seg.tensors.items():
+            assert arrays[name].shape == t.quant.shape and arrays[name].dtype == np.float32
     return c
 
 
@@ -181,8 +192,9 @@ def test_round_trip(valid: tuple[Container, bytes, dict]) -> None:
     models = {t.coded.model for seg in r.segments for t in seg.tensors.values()}
     assert "categorical" in models and models & {"laplace", "gaussian"}
     for s, seg in enumerate(r.segments):
+        arrays = decode_segment(seg)
         for name, t in seg.tensors.items():
-            out = decode_tensor(t)
+            out = arrays[name]
             ref = originals[(s, name)]
             step = t.quant.scale.max()
             assert out.shape == ref.shape and np.abs(out - ref).max() <= step / 2 + 1e-6
@@ -202,7 +214,8 @@ def test_empty_container_and_segment() -> None:
     c = Container(header={}, segments=[], ancillary={})
     assert read_container(write_container(c)) == c
     c = Container(header={"a": 1}, segments=[Segment(meta={}, tensors={})], ancillary={})
-    assert read_container(write_container(c)) == c
+    r = read_container(write_container(c))
+    assert r == as_written(c) and r.segments[0].stream.size == 0
 
 
 def test_scalar_and_16_bit_tensors() -> None:
@@ -210,8 +223,9 @@ def test_scalar_and_16_bit_tensors() -> None:
     t1 = encode_tensor("deep", np.linspace(-1, 1, 5000, dtype=np.float32).reshape(50, 100), 16, "weight")
     c = Container(header={}, segments=[Segment(meta={}, tensors={"scalar": t0, "deep": t1})], ancillary={})
     r = read_container(write_container(c))
-    assert r == c and decode_tensor(r.segments[0].tensors["scalar"]) == np.float32(3.25)
-    assert decode_tensor(r.segments[0].tensors["deep"]).shape == (50, 100)
+    arrays = decode_segment(r.segments[0])
+    assert r == as_written(c) and arrays["scalar"] == np.float32(3.25)
+    assert arrays["deep"].shape == (50, 100)
 
 
 def test_encode_tensor_rejects_bad_kind_and_bits() -> None:
@@ -367,8 +381,6 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
         dict(dims=[nq, 0, 4, 3, 3]),
         dict(count=10**9),
         dict(count=0),
-        dict(nwords=1 << 30),
-        dict(nwords=(1 << 32) - 1),
         dict(nq=1 << 30),
         dict(alphabet=(1 << 32) - 1),
         dict(alphabet=1 << 17, bits=17),
@@ -391,9 +403,9 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
     tnsr = [parse_tnsr(b) for t, b in chunks if t == b"TNSR"]
     model_cases = [dict(which=w, **claim) for w, f in enumerate(tnsr[:5]) for claim in model_claims(f)]
     assert {f["model"] for f in tnsr[:5]} >= {0, 1} or {f["model"] for f in tnsr[:5]} >= {0, 2}
-    for fields in cases + [const] + model_cases:
-        which = int(fields.pop("which", 0))  # type: ignore[call-overload]
-        bad = _with_tensor(data, which, **fields)
+    damaged = [_with_tensor(data, int(f.pop("which", 0)), **f) for f in cases + [const] + model_cases]  # type: ignore[call-overload]
+    damaged += code_claims(data)
+    for bad in damaged:
         tracemalloc.start()
         try:
             with pytest.raises(BitstreamError):
@@ -401,7 +413,24 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert peak < 16 * len(bad) + (1 << 20), (fields, peak)
+        assert peak < 16 * len(bad) + (1 << 20), peak
+
+
+def code_claims(data: bytes) -> list[bytes]:
+    """Damaged CODE chunks, re-CRC'd: huge or wrong word counts, a wrong segment, words cut or removed."""
+    chunks = split_chunks(data)
+    out = []
+    for i in [k for k, (t, _) in enumerate(chunks) if t == b"CODE"]:
+        segment, nwords = struct.unpack(">II", chunks[i][1][:8])
+        words = chunks[i][1][8:]
+        for body in [build_code(segment, 1 << 30, words), build_code(segment, (1 << 32) - 1, words),
+                     build_code(segment, nwords + 1, words), build_code(segment, nwords - 1, words),
+                     build_code(segment + 1, nwords, words), build_code(segment, 0, b""),
+                     build_code(segment, nwords // 2, words[: 4 * (nwords // 2)]), words[:6]]:
+            mutated = list(chunks)
+            mutated[i] = (b"CODE", body)
+            out.append(build(mutated))
+    return out
 
 
 def test_peaked_model_with_huge_count_fails_before_allocating(valid: tuple[Container, bytes, dict]) -> None:
@@ -433,7 +462,7 @@ F32S = [float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 1e30, 3.4e38, 1e-4
 def corruptions(data: bytes, seed: int = 1234, targeted: bool = True) -> list[tuple[str, bytes]]:
     """At least 10,000 deterministic damaged variants of a valid file, labelled by kind.
 
-    `targeted` adds field-level edits made with the format-2 TNSR parser (off for format-1 files).
+    `targeted` adds field-level edits made with the TNSR and CODE parsers of format 3 (off for older files).
     """
     rng = np.random.default_rng(seed)
     chunks = split_chunks(data)
@@ -498,8 +527,6 @@ def corruptions(data: bytes, seed: int = 1234, targeted: bool = True) -> list[tu
             dict(dims=[1000, 1000, 1000], count=10**9),
             dict(dims=[1 << 14, 1 << 14], count=1 << 28, axis=0xFF, nq=1, scale=b"\0" * 4, offset=b"\0" * 4),
             dict(count=f["count"] * 1000),
-            dict(nwords=f["nwords"] + 1),
-            dict(nwords=1 << 30),
             dict(nq=f["nq"] + 1),
             dict(dims=f["dims"] + [1] * 8),
             *model_claims(f),
@@ -509,6 +536,8 @@ def corruptions(data: bytes, seed: int = 1234, targeted: bool = True) -> list[tu
             mutated = list(chunks)
             mutated[i] = (b"TNSR", build_tnsr(g))
             cases.append(("huge", build(mutated)))
+    if targeted:
+        cases += [("code", bad) for bad in code_claims(data)]
     # versions
     major = FORMAT_VERSION[0]
     for v in [(0, 0), (0, 1), (major + 1, 0), (major + 2, 1), (255, 0), (65535, 65535)]:
@@ -534,7 +563,7 @@ def corruptions(data: bytes, seed: int = 1234, targeted: bool = True) -> list[tu
     return cases
 
 
-MUST_FAIL = {"truncate", "major", "critical", "repeat", "garbage", "trailing", "huge"}
+MUST_FAIL = {"truncate", "major", "critical", "repeat", "garbage", "trailing", "huge", "code"}
 
 
 def test_fuzz_corruptions_fail_cleanly(valid: tuple[Container, bytes, dict]) -> None:
@@ -579,24 +608,41 @@ def test_fuzz_corruptions_fail_cleanly(valid: tuple[Container, bytes, dict]) -> 
     assert math.isfinite(worst_ratio)
 
 
-# ---------------------------------------------------------------------------------------------- format 1
+# ---------------------------------------------------------------------------------------------- formats 1 and 2
 
 
-FORMAT_1 = Path(__file__).parent / "data" / "format-1.0.dnerv"  # written by dnervcodec 0.1.0 (stop 8)
+DATA = Path(__file__).parent / "data"
+FORMAT_1 = DATA / "format-1.0.dnerv"  # written by dnervcodec 0.1.0 (stop 8)
+FORMAT_2 = DATA / "format-2.0.dnerv"  # the format-1 tensors re-coded by the 0.2.0 writer (format 2.0)
 
 
-def test_format_1_files_still_read_and_decode() -> None:
-    """Files written before format 2 (float32 tables and parameters) decode as they always did."""
-    data = FORMAT_1.read_bytes()
-    assert data[len(SIGNATURE) : PRE] == struct.pack(">HH", 1, 0)
+@pytest.mark.parametrize("path,major", [(FORMAT_1, 1), (FORMAT_2, 2)])
+def test_older_formats_still_read_and_decode(path: Path, major: int) -> None:
+    """Files written before format 3 (each tensor with its own words) decode as they always did."""
+    data = path.read_bytes()
+    assert data[len(SIGNATURE) : PRE] == struct.pack(">HH", major, 0)
     c = read_all(data)
-    models = {t.coded.model for seg in c.segments for t in seg.tensors.values()}
-    assert models >= {"gaussian"} and all(t.coded.axis is None for t in c.segments[0].tensors.values())
-    assert read_all(build(split_chunks(data), (1, 5))).segments == c.segments  # a newer 1.x minor reads too
+    assert all(seg.stream is None for seg in c.segments)
+    if major == 1:
+        assert all(t.coded.axis is None for t in c.segments[0].tensors.values())
+    assert read_all(build(split_chunks(data), (major, 5))).segments == c.segments  # a newer minor reads too
+    with pytest.raises(BitstreamError, match="CODE"):  # a shared stream is not part of these formats
+        read_container(build(split_chunks(data)[:-1] + [(b"CODE", build_code(0, 0, b"")), (b"IEND", b"")],
+                             (major, 0)))
 
 
-def test_format_1_corruptions_fail_cleanly() -> None:
-    data = FORMAT_1.read_bytes()
+def test_formats_1_2_and_3_decode_to_the_same_tensors() -> None:
+    one, two = read_container(FORMAT_1.read_bytes()), read_container(FORMAT_2.read_bytes())
+    three = read_container(write_container(two))
+    assert three.segments[0].stream is not None
+    decoded = [decode_segment(c.segments[0]) for c in (one, two, three)]
+    for name in decoded[0]:
+        assert np.array_equal(decoded[0][name], decoded[1][name]) and np.array_equal(decoded[1][name], decoded[2][name])
+
+
+@pytest.mark.parametrize("path", [FORMAT_1, FORMAT_2])
+def test_older_format_corruptions_fail_cleanly(path: Path) -> None:
+    data = path.read_bytes()
     rng = np.random.default_rng(5)
     cases = corruptions(data, seed=99, targeted=False)
     picked = [cases[i] for i in rng.choice(len(cases), 2000, replace=False)]

@@ -38,7 +38,7 @@ by the number of coded words *before* anything is allocated:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import constriction
@@ -66,6 +66,7 @@ MAX_PIN_GROUP = 1 << 24  # constriction's Uniform model takes sizes below 2^24
 CATEGORICAL_HEADER_BITS = 96  # u32 lo + u32 table length + u32 table bytes
 RICE_ESCAPE = 24  # a count whose unary part would reach this is written in full after it
 RICE_HALVE_AT = 32  # the adaptive Rice state forgets by halving once it has seen this many counts
+PAYLOAD_TOLERANCE = 1.02  # a tensor's information bits may exceed its empirical entropy by at most this factor
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,16 +78,19 @@ class CodedSymbols:
     uniform -> empty. ``axis``: the tensor axis whose indices are the groups (None: one group, the whole
     tensor); symbols are coded group after group. ``pinned``: each group's first 0 and first top symbol are
     sent as positions, the rest with the parametric model.
-    ``words``: uint32 range-coder words, possibly followed by zero padding words.
+    ``words``: uint32 range-coder words, possibly followed by zero padding words; None for a tensor coded in
+    its segment's shared stream (format 3). ``info_bits``: the encoder's -sum log2 p of the symbols under
+    this model (not stored in files; None when read from one).
     """
 
     model: str
     alphabet: int
     count: int
     params: np.ndarray
-    words: np.ndarray
+    words: np.ndarray | None
     axis: int | None = None
     pinned: bool = False
+    info_bits: float | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CodedSymbols):
@@ -98,26 +102,29 @@ class CodedSymbols:
             and self.axis == other.axis
             and self.pinned == other.pinned
             and self.params.dtype == other.params.dtype
-            and self.words.dtype == other.words.dtype
             and np.array_equal(self.params, other.params)
-            and np.array_equal(self.words, other.words)
+            and (self.words is None) == (other.words is None)
+            and (self.words is None or (self.words.dtype == other.words.dtype
+                                        and np.array_equal(self.words, other.words)))
         )
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays: not hashable
 
     @property
     def payload_bits(self) -> int:
-        """Bits of coded words (padding included)."""
-        return 32 * int(self.words.size)
+        """Bits of its own coded words (padding included); 0 for a tensor of a shared stream."""
+        return 0 if self.words is None else 32 * int(self.words.size)
 
     @property
-    def total_bits(self) -> int:
-        """Payload plus side information: what model selection minimizes."""
-        return self.payload_bits + side_info_bits(self)
+    def total_bits(self) -> float:
+        """Information bits plus side information: what model selection minimizes."""
+        if self.info_bits is None:
+            raise ValueError("information bits are known only to the encoder")
+        return self.info_bits + side_info_bits(self)
 
 
 def side_info_bits(coded: CodedSymbols) -> int:
-    """Bits of entropy-model parameters stored with the words, as written in format 2."""
+    """Bits of the entropy-model parameters as the file stores them (formats 2 and 3): side information."""
     if coded.model == "uniform":
         return 0
     if coded.model in PARAMETRIC:
@@ -398,43 +405,87 @@ def _pin(groups: np.ndarray, alphabet: int) -> tuple[np.ndarray, np.ndarray, np.
     return first_low.astype(np.int32), first_top.astype(np.int32), _drop(rest, first_top)
 
 
-def _encode_parametric(model: str, symbols: np.ndarray, alphabet: int, axis: int | None, per_group: bool,
-                       pinned: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """(params, words) of one parametric variant, or None when it does not apply to these symbols."""
-    groups = _grouped(symbols, axis).astype(np.int32)
-    encoder = constriction.stream.queue.RangeEncoder()
+def _fit_parametric(model: str, symbols: np.ndarray, alphabet: int, axis: int | None, per_group: bool,
+                    pinned: bool) -> np.ndarray | None:
+    """(mean, scale) rows of one parametric variant, or None when it does not apply to these symbols."""
+    groups = _grouped(symbols, axis)
     if pinned:
         pins = _pin(groups, alphabet)
         if pins is None:
             return None
-        first_low, first_top, groups = pins
-        uniform = constriction.stream.model.Uniform()
-        n = groups.shape[1] + 2
-        encoder.encode(first_low, uniform, np.full(first_low.size, n, np.int32))
-        encoder.encode(first_top, uniform, np.full(first_top.size, n - 1, np.int32))
+        groups = pins[2]
     if per_group:
-        params = np.array([_fit_group(model, row, alphabet) for row in groups], np.float64)
-    else:
-        params = np.array([_fit_group(model, groups.reshape(-1), alphabet)], np.float64)
-    flat = np.ascontiguousarray(groups.reshape(-1))
-    _code_parametric(encoder, model, alphabet, params, flat, flat.size)
-    return params, np.asarray(encoder.get_compressed(), np.uint32)
+        return np.array([_fit_group(model, row, alphabet) for row in groups], np.float64)
+    return np.array([_fit_group(model, groups.reshape(-1), alphabet)], np.float64)
 
 
-def _encode_plain(model: str, symbols: np.ndarray, alphabet: int) -> tuple[np.ndarray, np.ndarray]:
-    """(params, words) of the categorical table or the uniform model, over the whole tensor."""
-    flat = symbols.reshape(-1).astype(np.int32)
-    encoder = constriction.stream.queue.RangeEncoder()
-    if model == "uniform":
-        params = np.zeros(0, np.float64)
-        encoder.encode(flat, constriction.stream.model.Uniform(alphabet))
-        return params, np.asarray(encoder.get_compressed(), np.uint32)
+def _table(symbols: np.ndarray) -> np.ndarray:
+    """Categorical parameters [lo, count_lo, ..., count_hi] of the symbols' own histogram."""
+    flat = symbols.reshape(-1).astype(np.int64)
     lo, hi = int(flat.min()), int(flat.max())
-    params = np.concatenate([[lo], np.bincount(flat - lo, minlength=hi - lo + 1)]).astype(np.float64)
-    cmodel = _categorical_model(params)
-    if cmodel is not None:
-        encoder.encode(flat - lo, cmodel)
-    return params, np.asarray(encoder.get_compressed(), np.uint32)
+    return np.concatenate([[lo], np.bincount(flat - lo, minlength=hi - lo + 1)]).astype(np.float64)
+
+
+def information_bits(coded: CodedSymbols, symbols: np.ndarray) -> float:
+    """Bits the range coder spends on `symbols` (the tensor, C order) under `coded`'s model: -sum log2 p.
+
+    This is a tensor's coded size inside a shared stream (the coder adds only one flush per stream). It
+    uses the float probabilities; constriction's 24-bit fixed-point ones differ by far less than 0.1%.
+    """
+    symbols = np.asarray(symbols)
+    if coded.model == "uniform":
+        return symbols.size * math.log2(coded.alphabet)
+    if coded.model == "categorical":
+        counts = coded.params[1:]
+        if counts.size == 1:
+            return 0.0
+        p = counts[symbols.reshape(-1).astype(np.int64) - int(coded.params[0])] / counts.sum()
+        return float(-np.log2(p).sum())
+    groups = _grouped(symbols, coded.axis)
+    bits = 0.0
+    if coded.pinned:
+        n = groups.shape[1]
+        bits += groups.shape[0] * (math.log2(n) + math.log2(n - 1))
+        groups = _pin(groups, coded.alphabet)[2]
+    rows = coded.params if coded.params.shape[0] == groups.shape[0] else np.repeat(coded.params, groups.shape[0], 0)
+    step = max(1, CHUNK_SYMBOLS // max(groups.shape[1], 1))  # bounded temporaries on huge tensors
+    for start in range(0, groups.shape[0], step):
+        block, part = groups[start : start + step].astype(np.float64), rows[start : start + step]
+        p = _bin_probs(coded.model, block, part[:, :1], part[:, 1:], coded.alphabet)
+        bits += float(-np.log2(np.maximum(p, 2.0**-24)).sum())
+    return bits
+
+
+def _code(coder, coded: CodedSymbols, symbols: np.ndarray | None, shape: tuple[int, ...] | None) -> np.ndarray | None:
+    """Encode `symbols` (the tensor) into `coder` with `coded`'s model, or decode ``coded.count`` symbols from it
+    (returned group-major, as :func:`_ungroup` expects). One routine for both sides, so they cannot drift."""
+    decoding = symbols is None
+    m = constriction.stream.model
+    if coded.model == "uniform":
+        if decoding:
+            return np.asarray(coder.decode(m.Uniform(coded.alphabet), coded.count))
+        coder.encode(symbols.reshape(-1).astype(np.int32), m.Uniform(coded.alphabet))
+        return None
+    if coded.model == "categorical":
+        lo, cmodel = int(coded.params[0]), _categorical_model(coded.params)
+        if decoding:
+            if cmodel is None:
+                return np.full(coded.count, lo, np.int32)
+            return np.asarray(coder.decode(cmodel, coded.count)) + np.int32(lo)
+        if cmodel is not None:
+            coder.encode((symbols.reshape(-1) - lo).astype(np.int32), cmodel)
+        return None
+    if decoding:
+        return _decode_parametric(coded, coder, shape)
+    groups = _grouped(symbols, coded.axis).astype(np.int32)
+    if coded.pinned:
+        first_low, first_top, groups = _pin(groups, coded.alphabet)
+        n = groups.shape[1] + 2
+        coder.encode(first_low, m.Uniform(), np.full(first_low.size, n, np.int32))
+        coder.encode(first_top, m.Uniform(), np.full(first_top.size, n - 1, np.int32))
+    flat = np.ascontiguousarray(groups.reshape(-1))
+    _code_parametric(coder, coded.model, coded.alphabet, coded.params, flat, flat.size)
+    return None
 
 
 def _padded(model: str, alphabet: int, count: int, params: np.ndarray, words: np.ndarray,
@@ -466,12 +517,15 @@ def _variants(model: str, axes: Sequence[int | None]) -> list[tuple[int | None, 
 def encode_symbols(
     symbols: np.ndarray, alphabet: int, model: str | None = None, axes: Sequence[int | None] = (None,)
 ) -> CodedSymbols:
-    """Entropy-code integer symbols in [0, alphabet) with the cheapest model.
+    """Entropy-code integer symbols in [0, alphabet) with the cheapest admissible model.
 
     `symbols` keeps the tensor's shape so that parametric models can group the symbols along each axis in
     `axes` (None = the whole tensor): one (mean, scale) per group, pinned extremes per group, or both.
-    ``model`` forces one model (tests and ablations); by default every model and variant is coded and the
-    smallest total (words + side info) wins.
+    Every model and variant is scored by its information bits plus side information; the cheapest one
+    whose payload stays within PAYLOAD_TOLERANCE of the empirical entropy wins (the histogram model
+    always qualifies). ``model`` forces one model (tests and ablations), without that rule.
+    The result carries its own words (a one-tensor stream); a file codes a segment's tensors in one
+    shared stream instead (:func:`encode_stream`).
     """
     symbols = np.asarray(symbols)
     if not np.issubdtype(symbols.dtype, np.integer):
@@ -493,20 +547,27 @@ def encode_symbols(
     if model is None and lo == hi:
         candidates = ["categorical"]  # one symbol: a one-entry table, no words at all
     count = int(symbols.size)
-    coded = []
+    scored = []
     for m in candidates:
         for axis, per_group, pinned in _variants(m, axes):
             if m in PARAMETRIC:
-                result = _encode_parametric(m, symbols, alphabet, axis, per_group, pinned)
-                if result is None:
+                params = _fit_parametric(m, symbols, alphabet, axis, per_group, pinned)
+                if params is None:
                     continue
             else:
-                result = _encode_plain(m, symbols, alphabet)
-            params, words = result
-            pin_groups = (symbols.shape[axis] if axis is not None else 1) if pinned else 0
-            words = _padded(m, alphabet, count, params, words, pin_groups)
-            coded.append(CodedSymbols(m, alphabet, count, params, words, axis, pinned))
-    return min(coded, key=lambda c: c.total_bits)
+                params = _table(symbols) if m == "categorical" else np.zeros(0, np.float64)
+            coded = CodedSymbols(m, alphabet, count, params, np.zeros(0, np.uint32), axis, pinned)
+            scored.append(replace(coded, info_bits=information_bits(coded, symbols)))
+    if model is None:
+        ceiling = PAYLOAD_TOLERANCE * empirical_entropy_bits(symbols, alphabet) + 1e-6
+        scored = [c for c in scored if c.info_bits <= ceiling]
+    best = min(scored, key=lambda c: c.total_bits)
+    encoder = constriction.stream.queue.RangeEncoder()
+    _code(encoder, best, symbols, symbols.shape)
+    pin_groups = (symbols.shape[best.axis] if best.axis is not None else 1) if best.pinned else 0
+    words = _padded(best.model, alphabet, count, best.params, np.asarray(encoder.get_compressed(), np.uint32),
+                    pin_groups)
+    return replace(best, words=words)
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -543,7 +604,7 @@ def check_coded(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> No
     params, words = coded.params, coded.words
     if not isinstance(params, np.ndarray) or params.dtype != np.float64:
         raise BitstreamError("corrupt tensor: entropy parameters are not a float64 array")
-    if not isinstance(words, np.ndarray) or words.dtype != np.uint32 or words.ndim != 1:
+    if words is not None and (not isinstance(words, np.ndarray) or words.dtype != np.uint32 or words.ndim != 1):
         raise BitstreamError("corrupt tensor: coded words are not a uint32 vector")
     if not np.isfinite(params).all():
         raise BitstreamError("corrupt tensor: entropy parameters are not finite")
@@ -559,6 +620,8 @@ def check_coded(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> No
             _check_table(params, alphabet)
         elif params.size:
             raise BitstreamError("corrupt tensor: the uniform model has no parameters")
+    if words is None:
+        return  # coded in a shared stream: check_stream bounds the segment's symbols as a whole
     limit = max_symbols(coded.model, alphabet, params, int(words.size), pinned_groups)
     if count > limit:
         raise BitstreamError(
@@ -633,21 +696,10 @@ def _decode_parametric(coded: CodedSymbols, decoder, shape: tuple[int, ...] | No
     return out.reshape(-1)
 
 
-def decode_symbols(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Decode exactly ``coded.count`` int32 symbols in the tensor's C order; BitstreamError on any fault."""
-    check_coded(coded, shape)
-    shift = int(coded.params[0]) if coded.model == "categorical" else 0
+def _decode_one(decoder, coded: CodedSymbols, shape: tuple[int, ...] | None) -> np.ndarray:
+    """Decode one tensor's symbols from a (maybe shared) decoder, into C order; BitstreamError on any fault."""
     try:
-        decoder = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(coded.words, np.uint32))
-        if coded.model == "categorical":
-            cmodel = _categorical_model(coded.params)
-            if cmodel is None:
-                return np.full(coded.count, shift, np.int32)
-            out = np.asarray(decoder.decode(cmodel, coded.count))
-        elif coded.model == "uniform":
-            out = np.asarray(decoder.decode(constriction.stream.model.Uniform(coded.alphabet), coded.count))
-        else:
-            out = _decode_parametric(coded, decoder, shape)
+        out = _code(decoder, coded, None, shape)
     except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError, BitstreamError):
         raise
     except BaseException as exc:  # constriction raises ValueError, or a pyo3 PanicException (a BaseException)
@@ -655,8 +707,74 @@ def decode_symbols(coded: CodedSymbols, shape: tuple[int, ...] | None = None) ->
     if out.shape != (coded.count,):
         raise BitstreamError("corrupt tensor: entropy decoder returned the wrong number of symbols")
     out = out.astype(np.int32, copy=False)
-    if shift:
-        out += np.int32(shift)
     if out.min() < 0 or out.max() >= coded.alphabet:
         raise BitstreamError("corrupt tensor: decoded symbols outside the alphabet")
     return _ungroup(out, shape, coded.axis)
+
+
+def decode_symbols(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Decode exactly ``coded.count`` int32 symbols in the tensor's C order; BitstreamError on any fault."""
+    check_coded(coded, shape)
+    if coded.words is None:
+        raise ValueError("this tensor is coded in its segment's shared stream: use decode_stream")
+    decoder = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(coded.words, np.uint32))
+    return _decode_one(decoder, coded, shape)
+
+
+# ---------------------------------------------------------------------------------------------- streams
+# Format 3 codes all tensors of a segment, in file order, into one range-coder stream: the coder's flush
+# (16 to 33 bits) is paid once per segment instead of once per tensor, which is what lets a tensor of a
+# dozen symbols be coded at its entropy.
+
+
+def _lower_bound_bits(coded: CodedSymbols, shape: tuple[int, ...] | None) -> float:
+    """Fewest bits any ``coded.count`` symbols can take under this (validated) model: the information bound."""
+    p_up = _p_max(coded.model, coded.alphabet, coded.params) + P_MAX_MARGIN
+    if p_up >= 1.0:
+        return 0.0
+    groups = _group_count(coded.axis, shape) if coded.pinned else 0
+    return (coded.count - 2 * groups) * -math.log2(p_up) + groups * math.log2(6)
+
+
+def check_stream(items: Sequence[tuple[CodedSymbols, tuple[int, ...] | None]], num_words: int) -> None:
+    """Bound a segment's symbols by its stream's size before anything is decoded (untrusted input).
+
+    Each tensor must already have passed :func:`check_coded`. The segment's symbols may number at most
+    FREE_SYMBOLS + SYMBOLS_PER_WORD words (ratio bound), and their least possible information must fit in
+    the stream's bits plus INFO_SLACK_BITS (information bound): the same two limits as for one tensor.
+    """
+    count = sum(c.count for c, _ in items)
+    if count > FREE_SYMBOLS + SYMBOLS_PER_WORD * num_words:
+        raise BitstreamError(f"corrupt stream: {count} symbols cannot fit in {num_words} coded words")
+    need = sum(_lower_bound_bits(c, shape) for c, shape in items)
+    if need > 32 * num_words + INFO_SLACK_BITS:
+        raise BitstreamError(
+            f"corrupt stream: its tensors need at least {need:.0f} bits, the stream holds {32 * num_words}"
+        )
+
+
+def encode_stream(items: Sequence[tuple[CodedSymbols, np.ndarray]]) -> np.ndarray:
+    """One range-coder stream of every (model, symbols) pair in order, padded with zero words until
+    :func:`check_stream` admits it with a 1% margin (only near-constant tensors need any padding)."""
+    encoder = constriction.stream.queue.RangeEncoder()
+    for coded, symbols in items:
+        _code(encoder, coded, np.asarray(symbols), None)
+    words = np.asarray(encoder.get_compressed(), np.uint32)
+    margin = [(replace(c, count=c.count + c.count // 100 + 1), np.shape(s)) for c, s in items]
+    need = len(words)
+    while True:
+        try:
+            check_stream(margin, need)
+            break
+        except BitstreamError:
+            need = max(need + 1, need + need // 64)
+    return np.concatenate([words, np.zeros(need - len(words), np.uint32)]) if need > len(words) else words
+
+
+def decode_stream(words: np.ndarray, items: Sequence[tuple[CodedSymbols, tuple[int, ...] | None]]) -> list[np.ndarray]:
+    """Decode every tensor of a shared stream, in order, each into C order; BitstreamError on any fault."""
+    for coded, shape in items:
+        check_coded(coded, shape)
+    check_stream(items, int(words.size))
+    decoder = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(words, np.uint32))
+    return [_decode_one(decoder, coded, shape) for coded, shape in items]
