@@ -1,8 +1,8 @@
 """Our codec as a point in the RD benchmark: a real encode to a .dnerv file and a real decode of that file.
 
 Importing this module registers `dnerv` (and the `dnerv-nodiff` ablation) in bench.rd's codec registry.
-The swept parameter is the target bpp at 8 bits per stored value (the budget); the reported bpp is the
-file's real size after entropy coding, header included.
+The swept parameter is the target bpp at the spec's bits per stored value (8 unless given: the budget);
+the reported bpp is the file's real size after entropy coding, header included.
 """
 
 from __future__ import annotations
@@ -56,17 +56,23 @@ def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: 
     }
 
 
-def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = True, prune: float = 0.0) -> CodecSpec:
+def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = True, prune: float = 0.0,
+               bits: int = 8, qat_epochs: int = 0) -> CodecSpec:
+    """Our codec at each target bpp (at `bits` bits per stored value); `qat_epochs` > 0 adds the
+    quantization-aware fine-tune, which is what makes fewer bits pay (docs/compression.md)."""
     base = EncodeConfig(fit=FitConfig(epochs=epochs), use_diff=use_diff, prune=prune,
-                        prune_epochs=max(1, epochs // 5) if prune else 0, device="auto")
+                        prune_epochs=max(1, epochs // 5) if prune else 0, bits=bits, qat_epochs=qat_epochs,
+                        device="auto")
+    qat = f" + {qat_epochs} QAT epochs" if qat_epochs else ""
     return CodecSpec(
         name=name,
         param="target_bpp",
         params=tuple(budgets),
         run_point=partial(dnerv_point, base),
         description=f"dnervcodec {__version__}: DNeRV{'' if use_diff else ' without diff stream'}, {epochs} epochs, "
-        f"8-bit, entropy-coded; bpp of the whole .dnerv file",
-        meta={"epochs": epochs, "use_diff": use_diff, "prune": prune, "version": __version__},
+        f"{bits}-bit{qat}, entropy-coded; bpp of the whole .dnerv file",
+        meta={"epochs": epochs, "use_diff": use_diff, "prune": prune, "bits": bits, "qat_epochs": qat_epochs,
+              "version": __version__},
     )
 
 

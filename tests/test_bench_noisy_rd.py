@@ -16,7 +16,8 @@ from tests.conftest import moving_shapes
 
 TINY = ['stbn={"width": 8, "blocks": 1, "iters": 4, "crop": 16, "clip_len": 3}',
         'vdp={"iters": 4, "widths": [8, 8], "latent_dim": 4, "hidden": 4}']
-CHAINS = ["x265-medium-444", "nlm+x265-medium-444", "stbn+x265-medium-444", "dnerv", "stbn+dnerv", "vdp+dnerv"]
+CHAINS = ["x265-medium-444", "nlm+x265-medium-444", "stbn+x265-medium-444", "dnerv", "stbn+dnerv", "vdp+dnerv",
+          "stbn+dnerv-6bit"]
 
 
 def test_chains_are_measured_against_the_clean_clip_and_resume(tmp_path, capsys):
@@ -40,6 +41,8 @@ def test_chains_are_measured_against_the_clean_clip_and_resume(tmp_path, capsys)
     best = int(np.argmin(x265["crf"]))
     assert x265["psnr-rgb"][best] == pytest.approx(psnr(noisy, clean), abs=1.0)
     assert docs["stbn+dnerv"]["meta"]["denoise_options"]["iters"] == 4
+    assert (docs["stbn+dnerv-6bit"]["meta"]["bits"], docs["stbn+dnerv-6bit"]["meta"]["qat_epochs"]) == (6, 30)
+    assert docs["dnerv"]["meta"]["bits"] == 8
     md = (out / "results.md").read_text()
     assert "BD metrics of **stbn+dnerv**" in md and (out / "rd-psnr.png").stat().st_size > 0
     cached = {p.stem for p in (out / "denoised").glob("*.npy")}
