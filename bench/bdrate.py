@@ -55,6 +55,8 @@ def _curve(x: Sequence[float], y: Sequence[float], what: str) -> tuple[np.ndarra
         return f"{what}: rate and quality lists differ in length"
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         return f"{what}: non-finite values"
+    if len(x) == 0:
+        return f"{what}: no points"
     order = np.lexsort((y, x))
     x, y = x[order], y[order]
     keep = np.concatenate([[True], np.diff(x) > 0])  # first of each equal-x group (smallest y)

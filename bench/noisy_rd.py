@@ -100,6 +100,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--denoise-options", action="append", default=[], metavar="METHOD=JSON",
                     help="denoiser options as in bench.denoise, e.g. stbn='{\"iters\": 200}'; repeatable")
     ap.add_argument("--out", required=True, help="output folder (reused to resume)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: redraw plots and results.md from the points already in OUT")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -127,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "noise_seed": args.seed, "reference": "clean clip"}
         print(f"{args.clip}: {t} frames of {h}x{w}, AWGN sigma {args.sigma:g}; chains: {', '.join(args.chains)}")
         run_benchmark(noisy, video.fps, specs, out, meta, test=[n for n in TESTS if n in args.chains],
-                      progress=not args.no_progress, pareto=True,
+                      progress=not args.no_progress, pareto=True, measure=not args.report_only,
                       title=f"{Path(str(args.clip)).stem} {h}x{w}, {t} frames, AWGN sigma {args.sigma:g}: "
                             "quality against the clean clip")
     except (DnervError, ConfigError) as e:

@@ -150,12 +150,14 @@ def run_benchmark(
     progress: bool = True,
     title: str = "Rate-distortion results",
     pareto: bool = False,
+    measure: bool = True,
 ) -> list[dict]:
     """Measure every (codec, param) point not already in out_dir, then write plots and results.md.
 
     `test` names the codec(s) whose BD table against the others goes into results.md (default: the last);
-    `pareto` computes BD metrics on operational fronts (noisy sources). Returns the results documents, in
-    the order of `codecs`.
+    `pareto` computes BD metrics on operational fronts (noisy sources); `measure=False` only redraws the
+    plots and tables from the points already saved (chains measured by separate runs, with their own
+    budgets). Returns the results documents, in the order of `codecs`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,10 +167,11 @@ def run_benchmark(
     clip_meta = dict(clip_meta or {})
     clip_meta.setdefault("shape", list(frames.shape))
     files = {
-        c.name: ResultsFile(out / f"{c.name}.json", c.name, c.param, c.description, {"clip": clip_meta, **c.meta})
+        c.name: ResultsFile(out / f"{c.name}.json", c.name, c.param, c.description, {"clip": clip_meta, **c.meta},
+                            strict=measure)
         for c in codecs
     }
-    todo = [(c, p) for c in codecs for p in c.params if not files[c.name].done(p)]
+    todo = [(c, p) for c in codecs for p in c.params if not files[c.name].done(p)] if measure else []
     skipped = sum(len(c.params) for c in codecs) - len(todo)
     bar = tqdm(todo, desc="rd", unit="pt", disable=not progress, dynamic_ncols=True)
     if skipped and progress:

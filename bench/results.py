@@ -126,8 +126,10 @@ class ResultsFile:
 
     def __init__(
         self, path: str | os.PathLike, name: str, param: str, description: str = "", meta: dict | None = None,
-        columns: Sequence[str] = REQUIRED_METRICS,
+        columns: Sequence[str] = REQUIRED_METRICS, strict: bool = True,
     ) -> None:
+        """`strict=False` (reports that add no points) adopts the saved description and meta instead of
+        refusing a file written by another version or setting."""
         self.path = Path(path)
         self.name, self.param, self.description = name, param, description
         self.columns = tuple(columns)
@@ -138,7 +140,9 @@ class ResultsFile:
             if doc.get("param", param) != param:
                 raise ConfigError(f"{self.path}: points are keyed by '{doc.get('param')}', not '{param}'")
             old_meta = doc.get("meta", {})
-            if old_meta != self.meta:
+            if not strict:
+                self.meta, self.description = old_meta, doc.get("description", description)
+            elif old_meta != self.meta:
                 diff = sorted(k for k in set(old_meta) | set(self.meta) if old_meta.get(k) != self.meta.get(k))
                 raise ConfigError(
                     f"{self.path} holds results of a different run (differs in: {', '.join(diff)}); "

@@ -73,3 +73,10 @@ def test_bd_on_operational_fronts_ignores_the_noise_reproducing_tail() -> None:
     table = bd_table(test, [anchor], pareto=True)
     row = [line for line in table.splitlines() if line.startswith("| x265 |")][0]
     assert "-" in row.split("|")[2] and "operational fronts" in table  # fewer bits for the same quality
+
+
+def test_a_curve_without_points_gives_a_reason_not_an_error() -> None:
+    from bench.bdrate import bd_rate
+
+    result = bd_rate([0.1, 0.2], [30.0, 32.0], [], [])
+    assert result.value is None and "no points" in result.reason

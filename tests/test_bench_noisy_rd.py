@@ -50,6 +50,10 @@ def test_chains_are_measured_against_the_clean_clip_and_resume(tmp_path, capsys)
     before = {c: json.dumps(d["results"]) for c, d in docs.items()}
     assert noisy_rd.main(argv) == 0  # a rerun resumes: nothing is measured again
     assert {c: json.dumps(load_results(out / f"{c}.json")["results"]) for c in CHAINS} == before
+    (out / "results.md").unlink()
+    report = [a if a != "x265-medium-444" else "x264-medium-420" for a in argv]  # a chain never measured
+    assert noisy_rd.main(report + ["--report-only"]) == 0  # redraws from saved points, measures nothing
+    assert (out / "results.md").exists() and not (out / "x264-medium-420.json").exists()
 
 
 def test_unknown_denoiser_is_a_clean_error(tmp_path, capsys):
