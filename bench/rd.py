@@ -151,13 +151,14 @@ def run_benchmark(
     title: str = "Rate-distortion results",
     pareto: bool = False,
     measure: bool = True,
+    log_rate: bool = False,
 ) -> list[dict]:
     """Measure every (codec, param) point not already in out_dir, then write plots and results.md.
 
     `test` names the codec(s) whose BD table against the others goes into results.md (default: the last);
     `pareto` computes BD metrics on operational fronts (noisy sources); `measure=False` only redraws the
     plots and tables from the points already saved (chains measured by separate runs, with their own
-    budgets). Returns the results documents, in the order of `codecs`.
+    budgets); `log_rate` draws bpp on a log axis. Returns the results documents, in the order of `codecs`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,8 +190,8 @@ def run_benchmark(
         bar.set_postfix(bpp=f"{point['bpp']:.4f}", psnr=f"{point['psnr-rgb']:.2f}")
     bar.close()
     docs = [files[c.name].doc() for c in codecs]
-    plot_rd(docs, out / "rd-psnr.png", "psnr-rgb", title=title)
-    plot_rd(docs, out / "rd-ms-ssim.png", "ms-ssim-rgb", title=title)
+    plot_rd(docs, out / "rd-psnr.png", "psnr-rgb", title=title, log_x=log_rate)
+    plot_rd(docs, out / "rd-ms-ssim.png", "ms-ssim-rgb", title=title, log_x=log_rate)
     test = test if test is not None else names[-1]
     intro = ", ".join(f"{k}: {v}" for k, v in clip_meta.items())
     write_markdown(out / "results.md", docs, test=test, title=title, intro=intro, pareto=pareto)
