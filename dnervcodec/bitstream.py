@@ -2,8 +2,8 @@
 
 A file is a 9-byte signature, a format version, then chunks ``length | type | data | CRC-32(type + data)``:
 ``HEAD`` (first, once), per segment a ``SEGM`` followed by its ``TNSR`` chunks and its ``CODE``, ancillary
-``tEXt`` chunks anywhere in between, and ``IEND`` (last, once). A chunk type whose first letter is upper case is critical
-(an unknown one stops the reader); lower case is ancillary (an unknown one is skipped).
+``tEXt`` chunks anywhere in between, and ``IEND`` (last, once). A chunk type whose first letter is upper
+case is critical (an unknown one stops the reader); lower case is ancillary (an unknown one is skipped).
 
 A bitstream is untrusted input: there is no pickle, torch or eval here, every length, count and shape is
 checked against fixed limits and against the bytes left before anything is allocated, and every problem
@@ -105,13 +105,12 @@ class Container:
 # ---------------------------------------------------------------------------------------------- tensors
 
 
-def encode_tensor(
-    name: str, array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]
-) -> CodedTensor:
-    """Quantize (per output channel for weights, per tensor/channel for embeddings) and entropy-code.
+def _quantize(array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]):
+    """(symbols in the tensor's shape, QuantParams, group axes the entropy models may try) of one tensor.
 
-    Parametric entropy models may take one (mean, scale) per output channel of a weight (axis 0) or per
-    channel of an embedding [T, C, h, w] (axis 1), where channels differ; the cheapest choice wins.
+    Weights are quantized per output channel, embeddings per tensor or per channel. Parametric entropy
+    models may take one (mean, scale) per output channel of a weight (axis 0) or per channel of an embedding
+    [T, C, h, w] (axis 1), where channels differ; the cheapest choice wins.
     """
     if kind == "weight":
         symbols, quant = quantize_weight(array, bits)
@@ -121,8 +120,27 @@ def encode_tensor(
         axes = (None, 1) if len(quant.shape) == 4 else (None,)
     else:
         raise ConfigError(f"tensor kind must be 'weight' or 'embedding', got {kind!r}")
-    coded = encode_symbols(symbols.reshape(quant.shape), quant.levels, axes=axes)
-    return CodedTensor(name=name, quant=quant, coded=coded)
+    return symbols.reshape(quant.shape), quant, axes
+
+
+def encode_tensor(
+    name: str, array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]
+) -> CodedTensor:
+    """Quantize and entropy-code one tensor with words of its own (a one-tensor stream)."""
+    symbols, quant, axes = _quantize(array, bits, kind)
+    return CodedTensor(name=name, quant=quant, coded=encode_symbols(symbols, quant.levels, axes=axes))
+
+
+def encode_segment(meta: dict, arrays: dict[str, tuple[np.ndarray, Literal["weight", "embedding"]]],
+                   bits: int) -> Segment:
+    """Quantize every tensor, choose its entropy model, and code them all in one shared stream (format 3)."""
+    tensors, symbols = {}, {}
+    for name, (array, kind) in arrays.items():
+        symbols[name], quant, axes = _quantize(array, bits, kind)
+        coded = encode_symbols(symbols[name], quant.levels, axes=axes, own_words=False)
+        tensors[name] = CodedTensor(name=name, quant=quant, coded=coded)
+    words = encode_stream([(t.coded, symbols[name]) for name, t in tensors.items()])
+    return Segment(meta=meta, tensors=tensors, stream=words)
 
 
 def decode_tensor(t: CodedTensor) -> np.ndarray:
@@ -148,7 +166,10 @@ def decode_segment(seg: Segment) -> dict[str, np.ndarray]:
 
 
 def shared_stream(seg: Segment) -> Segment:
-    """The segment with its tensors coded in one shared stream (format 3), same models and symbols."""
+    """The segment with its tensors coded in one shared stream (format 3), same models and symbols.
+
+    For segments whose tensors carry their own words (read from format 1/2, or built with
+    :func:`encode_tensor`); :func:`encode_segment` codes a new segment's stream directly."""
     if seg.stream is not None:
         if any(t.coded.words is not None for t in seg.tensors.values()):
             raise ValueError("a segment with a shared stream holds tensors without words of their own")

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .bitstream import (Container, Segment, decode_segment, encode_tensor, read_container, shared_stream,
-                        write_container)
+from .bitstream import Container, decode_segment, encode_segment, read_container, write_container
 from .checkpoint import Checkpointer, frames_digest
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
@@ -206,20 +205,17 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
 
     t0 = time.perf_counter()
     dec_cfg = decoder.cfg
-    tensors = {
-        f"w.{name}": encode_tensor(f"w.{name}", p.detach().cpu().float().numpy(), cfg.bits, "weight")
-        for name, p in decoder.state_dict().items()
-    }
-    tensors["e.content"] = encode_tensor("e.content", content, cfg.bits, "embedding")
+    arrays = {f"w.{name}": (p.detach().cpu().float().numpy(), "weight") for name, p in decoder.state_dict().items()}
+    arrays["e.content"] = (content, "embedding")
     if diff is not None:
-        tensors["e.diff"] = encode_tensor("e.diff", diff, cfg.bits, "embedding")
+        arrays["e.diff"] = (diff, "embedding")
     header = {
         "encoder": f"dnervcodec {__version__}",
         "video": {"frames": T, "height": H, "width": W, "fps": video.fps,
                   "source_size": list(video.source_size), "start": cfg.start},
         "coding": {"bits": cfg.bits, "prune": cfg.prune, "qat_epochs": cfg.qat_epochs, "budget": sizing.budget},
     }
-    segment = shared_stream(Segment(meta={"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, tensors=tensors))
+    segment = encode_segment({"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, arrays, cfg.bits)
     timings["quantize_entropy_code"] = time.perf_counter() - t0
     extra["timings"] = json.dumps(timings).encode()
     data = write_container(Container(header=header, segments=[segment], ancillary=extra))

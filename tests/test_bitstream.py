@@ -20,6 +20,7 @@ from dnervcodec.bitstream import (
     Segment,
     chunk_sizes,
     decode_segment,
+    encode_segment,
     encode_tensor,
     read_container,
     shared_stream,
@@ -199,6 +200,14 @@ def test_round_trip(valid: tuple[Container, bytes, dict]) -> None:
             step = t.quant.scale.max()
             assert out.shape == ref.shape and np.abs(out - ref).max() <= step / 2 + 1e-6
     assert write_container(r) == data  # deterministic bytes
+
+
+def test_encode_segment_codes_the_same_stream_as_rewriting_per_tensor_words() -> None:
+    """The encoder's direct path (no per-tensor words) and the writer's conversion agree byte for byte."""
+    arrays = make_arrays(0)
+    direct = encode_segment({"s": 0}, arrays, 8)
+    converted = shared_stream(Segment({"s": 0}, {n: encode_tensor(n, a, 8, k) for n, (a, k) in arrays.items()}))
+    assert direct == converted and all(t.coded.words is None for t in direct.tensors.values())
 
 
 def test_chunk_sizes_add_up(valid: tuple[Container, bytes, dict]) -> None:

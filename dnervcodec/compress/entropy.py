@@ -1,11 +1,13 @@
 """Integer symbols <-> compressed words with constriction's range coder, one model per tensor (or per group).
 
-For each tensor the encoder tries these models and keeps the one with the fewest total bits (coded words +
-side information):
+For each tensor the encoder scores these models by their information bits (-sum log2 p of the symbols)
+plus side information, and keeps the cheapest one whose information bits stay within PAYLOAD_TOLERANCE
+(2%) of the symbols' empirical entropy, so every tensor's payload sits at its entropy and the model is
+reported apart as side information:
 
 - ``categorical``: the tensor's own histogram over the used range [lo, hi]. It codes at the empirical
-  entropy; the table is side information, stored as integer counts with an adaptive Rice code (a few bits
-  per entry rather than 32), so it wins on mid-sized tensors whose shape no two-parameter model fits.
+  entropy, so it always qualifies; the table is side information, stored as integer counts with an
+  adaptive Rice code (a few bits per entry rather than 32).
 - ``laplace`` / ``gaussian``: a quantized continuous distribution over the whole alphabet, with one
   (mean, scale) pair for the tensor, or one per index along a *group axis* (the channels of an embedding,
   the output channels of a conv weight), because channels differ in centre and spread: a pooled histogram
@@ -14,8 +16,11 @@ side information):
   top symbol, far out in any bell's tails (about 10 bits each). Pinned coding sends the position of each
   group's first 0 and first top symbol instead (log2 of the group size, uniform) and codes the other
   symbols with the bell: a conv weight with 15 values per output channel saves a fifth of its size.
-- ``uniform``: no parameters at all, log2(alphabet) bits a symbol: for tensors of a dozen symbols, whose
-  model parameters would cost more than the model saves.
+- ``uniform``: no parameters at all, log2(alphabet) bits a symbol. Chosen only where that is within 2% of
+  the entropy (format 2 also used it for tiny tensors, 70-200% above their entropy).
+
+A file codes all tensors of a segment into one stream (:func:`encode_stream`), so the coder's final flush
+is paid once per segment, not once per tensor; :func:`encode_symbols` alone gives a tensor its own words.
 
 Why integer tables: the decoder must build bit-identical probabilities on every machine. Counts are
 integers and count/sum is one correctly rounded IEEE division, so no platform's exp/erf is involved.
@@ -24,8 +29,9 @@ All calls into constriction are vectorized (per-symbol parameter arrays, in chun
 ``CHUNK_SYMBOLS``, so memory stays bounded). The range coder (a queue) is used rather than ANS (a stack)
 because it ignores words after the coded data, which lets the encoder pad (see below).
 
-Decoding is parsing untrusted input: :func:`check_coded` validates every field and bounds the symbol count
-by the number of coded words *before* anything is allocated:
+Decoding is parsing untrusted input: :func:`check_coded` validates every field, and the symbol count (of a
+tensor with its own words, or of a whole stream in :func:`check_stream`) is bounded by the number of coded
+words *before* anything is allocated:
 
 - information bound: every symbol carries at least ``-log2(p_max)`` bits, where ``p_max`` is the largest
   probability the model gives any symbol, so ``count * -log2(p_max) <= 32 * words + 64``;
@@ -515,7 +521,8 @@ def _variants(model: str, axes: Sequence[int | None]) -> list[tuple[int | None, 
 
 
 def encode_symbols(
-    symbols: np.ndarray, alphabet: int, model: str | None = None, axes: Sequence[int | None] = (None,)
+    symbols: np.ndarray, alphabet: int, model: str | None = None, axes: Sequence[int | None] = (None,),
+    own_words: bool = True,
 ) -> CodedSymbols:
     """Entropy-code integer symbols in [0, alphabet) with the cheapest admissible model.
 
@@ -524,8 +531,8 @@ def encode_symbols(
     Every model and variant is scored by its information bits plus side information; the cheapest one
     whose payload stays within PAYLOAD_TOLERANCE of the empirical entropy wins (the histogram model
     always qualifies). ``model`` forces one model (tests and ablations), without that rule.
-    The result carries its own words (a one-tensor stream); a file codes a segment's tensors in one
-    shared stream instead (:func:`encode_stream`).
+    The result carries its own words (a one-tensor stream); with ``own_words=False`` it holds only the
+    chosen model (words None), for a caller that codes a segment's tensors in one :func:`encode_stream`.
     """
     symbols = np.asarray(symbols)
     if not np.issubdtype(symbols.dtype, np.integer):
@@ -562,6 +569,8 @@ def encode_symbols(
         ceiling = PAYLOAD_TOLERANCE * empirical_entropy_bits(symbols, alphabet) + 1e-6
         scored = [c for c in scored if c.info_bits <= ceiling]
     best = min(scored, key=lambda c: c.total_bits)
+    if not own_words:
+        return replace(best, words=None)
     encoder = constriction.stream.queue.RangeEncoder()
     _code(encoder, best, symbols, symbols.shape)
     pin_groups = (symbols.shape[best.axis] if best.axis is not None else 1) if best.pinned else 0
@@ -761,13 +770,10 @@ def encode_stream(items: Sequence[tuple[CodedSymbols, np.ndarray]]) -> np.ndarra
         _code(encoder, coded, np.asarray(symbols), None)
     words = np.asarray(encoder.get_compressed(), np.uint32)
     margin = [(replace(c, count=c.count + c.count // 100 + 1), np.shape(s)) for c, s in items]
-    need = len(words)
-    while True:
-        try:
-            check_stream(margin, need)
-            break
-        except BitstreamError:
-            need = max(need + 1, need + need // 64)
+    count = sum(c.count for c, _ in margin)
+    lower = sum(_lower_bound_bits(c, shape) for c, shape in margin)
+    need = max(len(words), math.ceil((count - FREE_SYMBOLS) / SYMBOLS_PER_WORD),
+               math.ceil((lower - INFO_SLACK_BITS) / 32))  # the least that check_stream admits
     return np.concatenate([words, np.zeros(need - len(words), np.uint32)]) if need > len(words) else words
 
 
