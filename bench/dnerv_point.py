@@ -7,6 +7,7 @@ the reported bpp is the file's real size after entropy coding, header included.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -27,14 +28,20 @@ QUICK_BUDGETS = (0.04, 0.06, 0.1, 0.2)  # bpp at 8 bits before entropy coding (f
 QUICK_EPOCHS = 40
 
 
-def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: float,
+def dnerv_point(base: EncodeConfig, work_dir: Path | None, frames: np.ndarray, fps: float, target_bpp: float,
                 reference: np.ndarray | None = None) -> dict:
-    """Encode at one budget to a real file, decode that file, and measure (against `reference` if given)."""
+    """Encode at one budget to a real file, decode that file, and measure (against `reference` if given).
+
+    With a `work_dir` the fit checkpoints into a folder of its own there, so a benchmark that is stopped
+    resumes the point instead of refitting it; the folder is removed once the point is measured.
+    """
     T, H, W, _ = frames.shape
     ref = frames if reference is None else reference
     cfg = replace(base, bpp=float(target_bpp), size=None)
+    run_dir = None if work_dir is None else Path(work_dir) / f"bpp{float(target_bpp):g}-e{cfg.fit.epochs}"
     t0 = time.perf_counter()
-    report = encode_video(Video(frames, fps, (H, W)), cfg, progress=False)
+    report = encode_video(Video(frames, fps, (H, W)), cfg, run_dir=run_dir, resume=run_dir is not None,
+                          progress=False)
     encode_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "point.dnerv"
@@ -43,6 +50,8 @@ def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: 
         decoded, _ = decode(path)
         decode_s = time.perf_counter() - t0
         size = path.stat().st_size
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "bpp": bpp(size, T, H, W),
         "psnr-rgb": psnr(ref, decoded),
@@ -57,9 +66,10 @@ def dnerv_point(base: EncodeConfig, frames: np.ndarray, fps: float, target_bpp: 
 
 
 def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = True, prune: float = 0.0,
-               bits: int = 8, qat_epochs: int = 0) -> CodecSpec:
+               bits: int = 8, qat_epochs: int = 0, work_dir: Path | None = None) -> CodecSpec:
     """Our codec at each target bpp (at `bits` bits per stored value); `qat_epochs` > 0 adds the
-    quantization-aware fine-tune, which is what makes fewer bits pay (docs/compression.md)."""
+    quantization-aware fine-tune, which is what makes fewer bits pay (docs/compression.md).
+    `work_dir` keeps each point's checkpoints so an interrupted sweep resumes (see dnerv_point)."""
     base = EncodeConfig(fit=FitConfig(epochs=epochs), use_diff=use_diff, prune=prune,
                         prune_epochs=max(1, epochs // 5) if prune else 0, bits=bits, qat_epochs=qat_epochs,
                         device="auto")
@@ -68,7 +78,7 @@ def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = T
         name=name,
         param="target_bpp",
         params=tuple(budgets),
-        run_point=partial(dnerv_point, base),
+        run_point=partial(dnerv_point, base, work_dir),
         description=f"dnervcodec {__version__}: DNeRV{'' if use_diff else ' without diff stream'}, {epochs} epochs, "
         f"{bits}-bit{qat}, entropy-coded; bpp of the whole .dnerv file",
         meta={"epochs": epochs, "use_diff": use_diff, "prune": prune, "bits": bits, "qat_epochs": qat_epochs,

@@ -66,13 +66,17 @@ def _chain_point(run, denoiser: str | None, clean: np.ndarray, sigma: float, see
 
 
 def chain_spec(name: str, clean: np.ndarray, sigma: float, seed: int, cache: Path, crfs: Sequence[float],
-               budgets: Sequence[float], epochs: int, denoise_options: dict | None = None) -> CodecSpec:
-    """The CodecSpec of chain `name` ("[denoiser+]codec") on this clip: the codec's own spec, fed denoised frames."""
+               budgets: Sequence[float], epochs: int, denoise_options: dict | None = None,
+               work_dir: Path | None = None) -> CodecSpec:
+    """The CodecSpec of chain `name` ("[denoiser+]codec") on this clip: the codec's own spec, fed denoised frames.
+
+    DNeRV points checkpoint under `work_dir`/`name`, so a stopped sweep resumes its unfinished point."""
     denoiser, _, codec = name.rpartition("+")
+    point_dir = None if work_dir is None else work_dir / name
     if codec == "dnerv":
-        spec = dnerv_spec(codec, epochs, budgets)
+        spec = dnerv_spec(codec, epochs, budgets, work_dir=point_dir)
     elif codec == LOW_BIT_DNERV:
-        spec = dnerv_spec(codec, epochs, budgets, bits=6, qat_epochs=30)
+        spec = dnerv_spec(codec, epochs, budgets, bits=6, qat_epochs=30, work_dir=point_dir)
     else:
         spec = baseline_spec(codec, crfs)
     description = spec.description
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clean = video.frames
         noisy = add_awgn(clean, args.sigma, seed=args.seed)
         specs = [chain_spec(name, clean, args.sigma, args.seed, cache, crfs, args.budgets, args.dnerv_epochs,
-                            options)
+                            options, work_dir=out / "work")
                  for name in args.chains]
         t, h, w = clean.shape[:3]
         meta = {"clip": args.clip, "resolution": f"{h}x{w}", "frames": t, "fps": video.fps, "sigma": args.sigma,

@@ -107,3 +107,28 @@ def test_dnerv_runs_in_the_benchmark_with_real_files(tmp_path):
     assert all(0 < v < 60 for v in r["psnr-rgb"])
     md = (out / "results.md").read_text()
     assert "BD metrics of **dnerv**" in md
+
+
+def test_dnerv_point_resumes_from_its_work_dir(tmp_path, monkeypatch):
+    """A sweep stopped after a fit picks the point up from its checkpoint, and the folder goes once measured."""
+    import bench.dnerv_point as dp
+    import dnervcodec.fit as fit_module
+
+    frames = moving_shapes(6, 32, 64)
+    spec = dp.dnerv_spec("dnerv", 3, (8,))
+    straight = spec.run_point(frames, 25.0, 8)
+
+    work = tmp_path / "work"
+    keep = monkeypatch.context()
+    with keep as m:  # the first run leaves its checkpoint behind, as a run killed after the fit would
+        m.setattr(dp.shutil, "rmtree", lambda *a, **k: None)
+        dp.dnerv_spec("dnerv", 3, (8,), work_dir=work).run_point(frames, 25.0, 8)
+    assert list(work.glob("*/*"))
+    loads = []
+    real_load = fit_module.load_checkpoint
+    monkeypatch.setattr(fit_module, "load_checkpoint", lambda p: loads.append(p) or real_load(p))
+    resumed = dp.dnerv_spec("dnerv", 3, (8,), work_dir=work).run_point(frames, 25.0, 8)
+    assert loads, "the second run did not resume from the checkpoint"
+    # Same decoded video (the byte count may differ by the stage timings the file carries as text).
+    assert all(resumed[k] == straight[k] for k in ("psnr-float", "psnr-rgb", "ms-ssim-rgb", "stored_values"))
+    assert not list(work.iterdir())
