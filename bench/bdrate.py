@@ -83,6 +83,17 @@ def _bd(xa, ya, xt, yt, what_x: str) -> tuple[float | None, str | None]:
     return float((it - ia) / (hi - lo)), None
 
 
+def common_range(anchor_quality: Sequence[float], test_quality: Sequence[float]) -> tuple[float, float] | None:
+    """The quality interval a BD-rate averages over (both curves have points spanning it), or None.
+
+    Worth printing beside a BD-rate: over a narrow shared interval the figure speaks for that interval only.
+    """
+    if len(anchor_quality) == 0 or len(test_quality) == 0:
+        return None
+    lo, hi = max(min(anchor_quality), min(test_quality)), min(max(anchor_quality), max(test_quality))
+    return (float(lo), float(hi)) if hi > lo else None
+
+
 def _check_rates(*rates: Sequence[float]) -> str | None:
     for r in rates:
         if any(not (v > 0) for v in r):

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .bdrate import bd_psnr, bd_rate, ms_ssim_db, pareto_front  # noqa: E402
+from .bdrate import bd_psnr, bd_rate, common_range, ms_ssim_db, pareto_front  # noqa: E402
 from .results import load_results, to_points  # noqa: E402
 
 METRIC_LABELS = {"psnr-rgb": "PSNR RGB [dB]", "ms-ssim-rgb": "MS-SSIM RGB"}
@@ -100,8 +100,8 @@ def bd_table(test: dict, anchors: Sequence[dict], pareto: bool = False) -> str:
         f"BD metrics of **{test['name']}** against each anchor (negative BD-rate = {test['name']} needs fewer "
         f"bits){front}:",
         "",
-        "| anchor | BD-rate PSNR | BD-PSNR | BD-rate MS-SSIM |",
-        "|---|---:|---:|---:|",
+        "| anchor | BD-rate PSNR | BD-PSNR | BD-rate MS-SSIM | PSNR range of the BD-rate |",
+        "|---|---:|---:|---:|---:|",
     ]
     tr, tp = _curve(test, "psnr-rgb", pareto)
     tr2, tm = _curve(test, "ms-ssim-rgb", pareto)
@@ -121,6 +121,8 @@ def bd_table(test: dict, anchors: Sequence[dict], pareto: bool = False) -> str:
                 notes.append(f"- {anchor['name']}: {res.reason}")
             else:
                 cells.append(f"{res.value:+.1f}{unit}" if unit == "%" else f"{res.value:+.2f}{unit}")
+        shared = common_range(ap, tp)
+        cells.append("–" if shared is None else f"{shared[0]:.2f}-{shared[1]:.2f} dB")
         lines.append(f"| {anchor['name']} | " + " | ".join(cells) + " |")
     if notes:
         lines += ["", *dict.fromkeys(notes)]

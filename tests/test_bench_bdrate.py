@@ -73,6 +73,15 @@ def test_bd_on_operational_fronts_ignores_the_noise_reproducing_tail() -> None:
     table = bd_table(test, [anchor], pareto=True)
     row = [line for line in table.splitlines() if line.startswith("| x265 |")][0]
     assert "-" in row.split("|")[2] and "operational fronts" in table  # fewer bits for the same quality
+    # the front of x265 spans 22-25 dB, the test 23-26.5 dB: the BD-rate averages over 23-25 dB
+    assert row.split("|")[5].strip() == "23.00-25.00 dB"
+
+
+def test_common_range_is_the_shared_quality_interval() -> None:
+    from bench.bdrate import common_range
+
+    assert common_range(PSNR, [30.0, 40.0]) == (30.0, 36.5)
+    assert common_range(PSNR, [40.0, 42.0]) is None and common_range([], PSNR) is None
 
 
 def test_a_curve_without_points_gives_a_reason_not_an_error() -> None:
