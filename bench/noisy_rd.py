@@ -43,7 +43,8 @@ CHAINS = ("x264-medium-420", "x265-medium-420", "x265-medium-444", "nlm+x265-med
 # DNeRV at 6 bits with 30 epochs of quantization-aware fine-tuning: more parameters for the same bytes
 # (at 85k values on clean Bunny, 25% fewer bytes for 0.09 dB). Run it with --chains; not a default chain.
 LOW_BIT_DNERV = "dnerv-6bit"
-TESTS = ("stbn+dnerv", "vdp+dnerv", "stbn+dnerv-6bit", "vdp+dnerv-6bit", "stbn+x265-medium-444", "dnerv")  # BD tables
+TESTS = ("stbn+dnerv", "vdp+dnerv", "stbn+dnerv-6bit", "vdp+dnerv-6bit", "stbn+x265-medium-444",  # BD tables
+         "dnerv", "dnerv-6bit")
 # Measured on Bunny 160x320 (40 frames) at sigma 30, x265 4:4:4 against the clean clip: CRF 22 3.1 bpp 20.8 dB,
 # 27 1.2 bpp 22.2 dB, 32 0.28 bpp 24.3 dB (the peak), 37 0.031 bpp 24.1 dB, 42 0.0095 bpp 22.3 dB, 47 0.007 bpp
 # 21.3 dB. Below CRF 30 the bits reproduce the noise, so the sweep covers the front, 30 to 47.
