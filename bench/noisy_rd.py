@@ -17,7 +17,7 @@ recorded with every point as `denoise_s`. BD metrics compare each chain with eve
 fronts*: past some rate a codec spends its bits reproducing the noise and gets worse against the clean
 clip, and nobody would pick those points (bench.bdrate.pareto_front). Plots show every point.
 Outputs as bench.rd: one results JSON per chain, rd-psnr.png, rd-ms-ssim.png, results.md; rerunning the
-same command resumes.
+same command resumes, also a DNeRV point whose fit was stopped (its checkpoints are in OUT/work until done).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ NOISY_CRFS = (30, 32, 34, 36, 38, 40, 43, 47)
 # bpp at 8 bits per stored value. The smallest model of all 132 Bunny frames at 160x320 stores 0.035 bpp; at 40
 # frames it is 0.07 bpp, because the decoder is shared by fewer frames (measured at 40 frames: 0.07 0.1 0.15 0.25).
 BUDGETS = (0.04, 0.05, 0.07)
-EPOCHS = 150  # 13-17 min a point at 132 frames of 160x320 on one core; the DNeRV paper fits 300
+EPOCHS = 300  # the DNeRV paper's; 26 min a point at 132 frames of 160x320 on one idle core (150: 13-17 min)
 
 
 def _chain_point(run, denoiser: str | None, clean: np.ndarray, sigma: float, seed: int, cache: Path,
