@@ -73,24 +73,26 @@ def _bd(xa, ya, xt, yt, what_x: str) -> tuple[float | None, str | None]:
         if isinstance(c, str):
             return None, c
     (xa, ya), (xt, yt) = a, t
-    lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
-    if not hi > lo:
+    shared = common_range(xa, xt)
+    if shared is None:
         return None, (
             f"no overlap: anchor {what_x} {xa[0]:.4g}..{xa[-1]:.4g}, test {what_x} {xt[0]:.4g}..{xt[-1]:.4g}"
         )
+    lo, hi = shared
     ia = PchipInterpolator(xa, ya).integrate(lo, hi)
     it = PchipInterpolator(xt, yt).integrate(lo, hi)
     return float((it - ia) / (hi - lo)), None
 
 
-def common_range(anchor_quality: Sequence[float], test_quality: Sequence[float]) -> tuple[float, float] | None:
-    """The quality interval a BD-rate averages over (both curves have points spanning it), or None.
+def common_range(anchor: Sequence[float], test: Sequence[float]) -> tuple[float, float] | None:
+    """The interval both curves span on one axis (quality for a BD-rate, log-rate for BD-PSNR), or None.
 
-    Worth printing beside a BD-rate: over a narrow shared interval the figure speaks for that interval only.
+    The BD integrals run over it; worth printing beside a BD-rate, because over a narrow shared quality
+    interval the figure speaks for that interval only.
     """
-    if len(anchor_quality) == 0 or len(test_quality) == 0:
+    if len(anchor) == 0 or len(test) == 0:
         return None
-    lo, hi = max(min(anchor_quality), min(test_quality)), min(max(anchor_quality), max(test_quality))
+    lo, hi = max(min(anchor), min(test)), min(max(anchor), max(test))
     return (float(lo), float(hi)) if hi > lo else None
 
 

@@ -52,7 +52,7 @@ NOISY_CRFS = (30, 32, 34, 36, 38, 40, 43, 47)
 # bpp at 8 bits per stored value. The smallest model of all 132 Bunny frames at 160x320 stores 0.035 bpp; at 40
 # frames it is 0.07 bpp, because the decoder is shared by fewer frames (measured at 40 frames: 0.07 0.1 0.15 0.25).
 BUDGETS = (0.04, 0.05, 0.07)
-EPOCHS = 300  # the DNeRV paper's; 26 min a point at 132 frames of 160x320 on one idle core (150: 13-17 min)
+EPOCHS = 300  # the DNeRV paper's; 26 min a point at 132 frames of 160x320, one job per core (150: 13-17 min)
 
 
 def _chain_point(run, denoiser: str | None, clean: np.ndarray, sigma: float, seed: int, cache: Path,

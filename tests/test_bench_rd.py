@@ -119,8 +119,7 @@ def test_dnerv_point_resumes_from_its_work_dir(tmp_path, monkeypatch):
     straight = spec.run_point(frames, 25.0, 8)
 
     work = tmp_path / "work"
-    keep = monkeypatch.context()
-    with keep as m:  # the first run leaves its checkpoint behind, as a run killed after the fit would
+    with monkeypatch.context() as m:  # the first run leaves its checkpoint behind, as a run killed after the fit would
         m.setattr(dp.shutil, "rmtree", lambda *a, **k: None)
         dp.dnerv_spec("dnerv", 3, (8,), work_dir=work).run_point(frames, 25.0, 8)
     assert list(work.glob("*/*"))
