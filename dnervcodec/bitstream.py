@@ -105,7 +105,7 @@ class Container:
 # ---------------------------------------------------------------------------------------------- tensors
 
 
-def _quantize(array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]):
+def quantize_tensor(array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]):
     """(symbols in the tensor's shape, QuantParams, group axes the entropy models may try) of one tensor.
 
     Weights are quantized per output channel, embeddings per tensor or per channel. Parametric entropy
@@ -114,29 +114,42 @@ def _quantize(array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]
     """
     if kind == "weight":
         symbols, quant = quantize_weight(array, bits)
-        axes = (None, 0) if len(quant.shape) >= 2 else (None,)
     elif kind == "embedding":
         symbols, quant = quantize_embedding(array, bits)
-        axes = (None, 1) if len(quant.shape) == 4 else (None,)
     else:
         raise ConfigError(f"tensor kind must be 'weight' or 'embedding', got {kind!r}")
-    return symbols.reshape(quant.shape), quant, axes
+    return symbols.reshape(quant.shape), quant, group_axes(kind, len(quant.shape))
 
 
 def encode_tensor(
     name: str, array: np.ndarray, bits: int, kind: Literal["weight", "embedding"]
 ) -> CodedTensor:
     """Quantize and entropy-code one tensor with words of its own (a one-tensor stream)."""
-    symbols, quant, axes = _quantize(array, bits, kind)
+    symbols, quant, axes = quantize_tensor(array, bits, kind)
     return CodedTensor(name=name, quant=quant, coded=encode_symbols(symbols, quant.levels, axes=axes))
 
 
 def encode_segment(meta: dict, arrays: dict[str, tuple[np.ndarray, Literal["weight", "embedding"]]],
                    bits: int) -> Segment:
-    """Quantize every tensor, choose its entropy model, and code them all in one shared stream (format 3)."""
+    """Quantize every tensor (min/max, `bits` bits), choose its entropy model, and code them all in one
+    shared stream (format 3)."""
+    return encode_quantized_segment(meta, {name: quantize_tensor(array, bits, kind) for name, (array, kind) in arrays.items()})
+
+
+def group_axes(kind: Literal["weight", "embedding"], ndim: int) -> tuple[int | None, ...]:
+    """The axes whose indices may each get their own entropy-model parameters: a weight's output channels,
+    an embedding's channels [T, C, h, w]."""
+    if kind == "weight":
+        return (None, 0) if ndim >= 2 else (None,)
+    return (None, 1) if ndim == 4 else (None,)
+
+
+def encode_quantized_segment(meta: dict, quantized: dict[str, tuple[np.ndarray, QuantParams, tuple]]) -> Segment:
+    """Already quantized tensors (symbols in the tensor's shape, QuantParams, group axes) -> a segment:
+    each tensor's entropy model chosen, all coded in one shared stream (format 3)."""
     tensors, symbols = {}, {}
-    for name, (array, kind) in arrays.items():
-        symbols[name], quant, axes = _quantize(array, bits, kind)
+    for name, (sym, quant, axes) in quantized.items():
+        symbols[name] = np.asarray(sym).reshape(quant.shape)
         coded = encode_symbols(symbols[name], quant.levels, axes=axes, own_words=False)
         tensors[name] = CodedTensor(name=name, quant=quant, coded=coded)
     words = encode_stream([(t.coded, symbols[name]) for name, t in tensors.items()])

@@ -30,6 +30,16 @@ def frames_digest(frames: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest()
 
 
+def tensors_digest(tensors: list) -> str:
+    """SHA-1 of a list of arrays/tensors: which fitted model a fine-tuning run starts from, so a checkpoint
+    of another start does not resume."""
+    h = hashlib.sha1()
+    for t in tensors:
+        if t is not None:
+            h.update(np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t).tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic: write to a side file, then rename over the old checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)

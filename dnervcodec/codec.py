@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .bitstream import Container, decode_segment, encode_segment, read_container, write_container
+from .bitstream import Container, quantize_tensor, decode_segment, encode_quantized_segment, read_container, write_container
 from .checkpoint import Checkpointer, frames_digest
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
@@ -27,6 +27,7 @@ from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
 from .qat import qat_config, tune_quantized
+from .rd import rd_tune
 from .video import Video, read_video
 
 MAX_SIDE = 8192
@@ -50,6 +51,10 @@ class EncodeConfig:
     bits: int = 8
     qat_epochs: int = 0  # quantization-aware fine-tuning of the stored decoder and embeddings
     qat_lr: float | None = None  # its peak learning rate (default: a tenth of the fit's)
+    rd_epochs: int = 0  # rate-distortion fine-tuning with learned steps (0: min/max quantization at `bits`)
+    rd_lr: float | None = None  # its peak learning rate for weights and embeddings (default: a tenth of the fit's)
+    rd_lambda: float | None = None  # fixed lambda (MSE + lambda * bpp); None: lambda tracks the target size
+    value_bits: float = 8.0  # bits a stored value is expected to cost, to size the model for the target
     device: str = "auto"
     denoise: str = "none"  # a denoiser run on the frames before fitting: stbn, nlm (vdp later) or none
     denoise_sigma: float | None = None  # noise level on 0-255; None = estimated
@@ -82,6 +87,7 @@ class EncodeReport:
     psnr_qat: tuple[float, float] | None  # quantized model before and after quantization-aware fine-tuning
     timings: dict[str, float]
     encoded_frames: np.ndarray  # what the model was fitted to: the input, or the input after denoising
+    predicted_bits: float | None = None  # the rate-distortion fit's estimate of the file's size, in bits
 
     @property
     def bpp(self) -> float:
@@ -91,6 +97,23 @@ class EncodeReport:
 def _budget(cfg: EncodeConfig, t: int, h: int, w: int) -> int:
     """Stored values: --size, or as many as --bpp buys at cfg.bits bits each (before entropy coding)."""
     return parse_budget(cfg.size) if cfg.size is not None else budget_from_bpp(cfg.bpp, t, h, w, cfg.bits)
+
+
+CONTAINER_BITS = 8 * 700  # signature, header JSON, segment meta and ancillary chunks (about 0.5-0.7 kB)
+
+
+def target_file_bits(cfg: EncodeConfig, t: int, h: int, w: int) -> float:
+    """The file size a rate-distortion encode aims at: --bpp, or --size values at 8 bits each."""
+    if cfg.size is not None:
+        return 8.0 * parse_budget(cfg.size)
+    return cfg.bpp * t * h * w
+
+
+def model_budget(cfg: EncodeConfig, t: int, h: int, w: int) -> int:
+    """Stored values of the model: the target size over the bits a value is expected to cost."""
+    if cfg.rd_epochs <= 0:
+        return _budget(cfg, t, h, w)
+    return max(1000, int(target_file_bits(cfg, t, h, w) / cfg.value_bits))
 
 
 @torch.no_grad()
@@ -113,7 +136,9 @@ def encode_stages(cfg: EncodeConfig) -> list[str]:
     stages.append("fit")
     if cfg.prune > 0 and cfg.prune_epochs > 0:
         stages.append("prune")
-    if cfg.qat_epochs > 0:
+    if cfg.rd_epochs > 0:
+        stages.append("rd")
+    elif cfg.qat_epochs > 0:
         stages.append("qat")
     return stages
 
@@ -166,7 +191,7 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         timings["denoise"] = time.perf_counter() - t0
         extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
                                        "seconds": timings["denoise"]}).encode()
-    sizing = size_model(H, W, T, _budget(cfg, T, H, W), cfg.use_diff, cfg.diff_stride)
+    sizing = size_model(H, W, T, model_budget(cfg, T, H, W), cfg.use_diff, cfg.diff_stride)
     device = resolve_device(cfg.device)
 
     fitted = fit(frames, sizing.config, cfg.fit, device, run_dir, resume, progress, desc="fit")
@@ -193,8 +218,18 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         timings["prune"] = time.perf_counter() - t0
 
     content, diff = _embeddings(model, ClipTensor(frames, device))
-    decoder, psnr_qat = model.decoder, None
-    if cfg.qat_epochs > 0:
+    decoder, psnr_qat, quantized, rd_info = model.decoder, None, None, None
+    if cfg.rd_epochs > 0:
+        t0 = time.perf_counter()
+        rd_dir = Path(run_dir) / "rd" if run_dir is not None else None
+        target = None if cfg.rd_lambda is not None else target_file_bits(cfg, T, H, W) - CONTAINER_BITS
+        tuned = rd_tune(frames, decoder, content, diff, qat_config(cfg.fit, cfg.rd_epochs, cfg.rd_lr), target,
+                        lam=cfg.rd_lambda if cfg.rd_lambda is not None else 0.01, device=device, run_dir=rd_dir,
+                        resume=resume, progress=progress)
+        quantized, psnr_qat = tuned.tensors, (tuned.psnr_before, tuned.psnr_after)
+        rd_info = {"predicted_bits": tuned.predicted_bits + CONTAINER_BITS, "lambda": tuned.lam}
+        timings["rd"] = time.perf_counter() - t0
+    elif cfg.qat_epochs > 0:
         t0 = time.perf_counter()
         qat_dir = Path(run_dir) / "qat" if run_dir is not None else None
         tuned = tune_quantized(frames, decoder, content, diff, cfg.bits, qat_config(cfg.fit, cfg.qat_epochs, cfg.qat_lr),
@@ -205,22 +240,27 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
 
     t0 = time.perf_counter()
     dec_cfg = decoder.cfg
-    arrays = {f"w.{name}": (p.detach().cpu().float().numpy(), "weight") for name, p in decoder.state_dict().items()}
-    arrays["e.content"] = (content, "embedding")
-    if diff is not None:
-        arrays["e.diff"] = (diff, "embedding")
+    if quantized is None:
+        quantized = {f"w.{name}": quantize_tensor(p.detach().cpu().float().numpy(), cfg.bits, "weight")
+                     for name, p in decoder.state_dict().items()}
+        quantized["e.content"] = quantize_tensor(content, cfg.bits, "embedding")
+        if diff is not None:
+            quantized["e.diff"] = quantize_tensor(diff, cfg.bits, "embedding")
     header = {
         "encoder": f"dnervcodec {__version__}",
         "video": {"frames": T, "height": H, "width": W, "fps": video.fps,
                   "source_size": list(video.source_size), "start": cfg.start},
-        "coding": {"bits": cfg.bits, "prune": cfg.prune, "qat_epochs": cfg.qat_epochs, "budget": sizing.budget},
+        "coding": {"bits": cfg.bits if cfg.rd_epochs <= 0 else "learned", "prune": cfg.prune,
+                   "qat_epochs": cfg.qat_epochs, "rd_epochs": cfg.rd_epochs, "budget": sizing.budget},
     }
-    segment = encode_segment({"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, arrays, cfg.bits)
+    segment = encode_quantized_segment({"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, quantized)
     timings["quantize_entropy_code"] = time.perf_counter() - t0
     extra["timings"] = json.dumps(timings).encode()
+    if rd_info is not None:
+        extra["rd"] = json.dumps(rd_info).encode()
     data = write_container(Container(header=header, segments=[segment], ancillary=extra))
     return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, psnr_qat, timings,
-                        frames)
+                        frames, None if rd_info is None else rd_info["predicted_bits"])
 
 
 def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:

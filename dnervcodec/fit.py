@@ -154,6 +154,8 @@ def train(
     progress: bool | Progress = True,
     stop_after_steps: int | None = None,
     desc: str = "fit",
+    param_groups: list[dict] | None = None,
+    penalty: Callable[[], "tuple[torch.Tensor, dict]"] | None = None,
 ) -> tuple[list[dict], float]:
     """The training loop every fit shares: epochs over shuffled frames, Adam with warmup + cosine, clipping,
     one progress stage, checkpoints, Ctrl-C between steps. Returns (history per epoch, seconds).
@@ -161,8 +163,12 @@ def train(
     `forward(frame indices) -> (output, target)`. A checkpoint holds `identity` (what makes the run this
     run, e.g. configs and an input digest) and the state of `module` and the optimizer; `same_run(state)`
     returns why a checkpoint does not belong to this run, or None when it does.
+    `param_groups` (each with an `lr_scale`) give parameters their own peak learning rate on the same
+    schedule; `penalty()` returns a term added to every step's loss (the rate of a rate-distortion fit)
+    and numbers to show on the progress line.
     """
-    optim = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=cfg.betas)
+    groups = param_groups if param_groups is not None else [{"params": list(module.parameters()), "lr_scale": 1.0}]
+    optim = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     steps_per_epoch = math.ceil(num_frames / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
@@ -199,10 +205,13 @@ def train(
                         raise KeyboardInterrupt
                     global_step = epoch * steps_per_epoch + step_in_epoch
                     for group in optim.param_groups:
-                        group["lr"] = learning_rate(cfg, global_step, total_steps)
+                        group["lr"] = group.get("lr_scale", 1.0) * learning_rate(cfg, global_step, total_steps)
                     idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
                     out, target = forward(idx)
                     loss = reconstruction_loss(cfg.loss, out, target)
+                    if penalty is not None:
+                        extra, shown = penalty()
+                        loss = loss + extra
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.clip_grad > 0:
@@ -228,7 +237,10 @@ def train(
                     "seconds": seconds,
                 }
                 history.append(record)
-                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"])
+                if penalty is not None:
+                    record.update(shown)
+                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"],
+                           **(shown if penalty is not None else {}))
                 epoch, step_in_epoch = epoch + 1, 0
         except KeyboardInterrupt:
             seconds = elapsed_before + time.perf_counter() - start

@@ -10,7 +10,6 @@ in the loop), because what matters is what the decoder gets from the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, replace
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from .checkpoint import frames_digest
+from .checkpoint import frames_digest, tensors_digest
 from .compress.quant import check_bits, fake_quantize, quantize_embedding
 from .device import resolve_device
 from .errors import ConfigError
@@ -112,7 +111,7 @@ def tune_quantized(
     if cfg.loss != "l2":
         raise ConfigError("quantization-aware fine-tuning minimizes the decoded MSE; use loss l2")
     device = resolve_device(device)
-    start = _start_digest(decoder, content, diff)
+    start = tensors_digest([*decoder.state_dict().values(), content, diff])
     torch.manual_seed(cfg.seed)
     model = StoredTensors(decoder.cpu(), content, diff, bits).to(device)
     clip = ClipTensor(frames, device)
@@ -134,13 +133,6 @@ def tune_quantized(
     after = quantized_psnr(model, clip)
     decoder, content, diff = model.export()
     return QATResult(decoder, content, diff, before, after, history, seconds)
-
-
-def _start_digest(decoder: Decoder, content: np.ndarray, diff: np.ndarray | None) -> str:
-    """Which fitted model a fine-tuning run starts from (a checkpoint of another start must not resume)."""
-    parts = [p.detach().cpu().numpy().tobytes() for p in decoder.state_dict().values()]
-    parts += [np.ascontiguousarray(content).tobytes(), b"" if diff is None else np.ascontiguousarray(diff).tobytes()]
-    return hashlib.sha1(b"".join(parts)).hexdigest()
 
 
 def qat_config(fit_cfg: FitConfig, epochs: int, lr: float | None = None) -> FitConfig:

@@ -49,9 +49,9 @@ from typing import Sequence
 
 import constriction
 import numpy as np
-from scipy.special import ndtr
 
 from ..errors import BitstreamError
+from .models import bin_mass
 
 MODELS = ("categorical", "laplace", "gaussian", "uniform")
 PARAMETRIC = ("laplace", "gaussian")
@@ -235,30 +235,12 @@ def unpack_counts(data: bytes, n: int, total: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def _bin_mass(model: str, a: np.ndarray, b: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """P(a < X < b) per element, for X ~ Laplace(mean, scale) or N(mean, scale^2); stable in the tails."""
-    if model == "gaussian":
-        za, zb = (a - mean) / scale, (b - mean) / scale
-        upper = za > 0  # use the upper tail where both bounds are above the mean (no 1 - 1 cancellation)
-        return np.where(upper, ndtr(-za) - ndtr(-zb), ndtr(zb) - ndtr(za))
-
-    def cdf(t: np.ndarray) -> np.ndarray:
-        tail = 0.5 * np.exp(-np.abs(t - mean) / scale)
-        return np.where(t < mean, tail, 1.0 - tail)
-
-    def sf(t: np.ndarray) -> np.ndarray:
-        tail = 0.5 * np.exp(-np.abs(t - mean) / scale)
-        return np.where(t < mean, 1.0 - tail, tail)
-
-    return np.where(a >= mean, sf(a) - sf(b), cdf(b) - cdf(a))
-
-
 def _bin_probs(model: str, values: np.ndarray, mean: np.ndarray, scale: np.ndarray, alphabet: int) -> np.ndarray:
     """Probabilities constriction's quantized models give `values`: the mass of [v - 0.5, v + 0.5], with
     the tails beyond the alphabet folded into its first and last symbol (no renormalization)."""
     a = np.where(values <= 0, -np.inf, values - 0.5)
     b = np.where(values >= alphabet - 1, np.inf, values + 0.5)
-    return _bin_mass(model, a, b, mean, scale)
+    return bin_mass(model, a, b, mean, scale)
 
 
 def _p_max(model: str, alphabet: int, params: np.ndarray) -> float:

@@ -229,3 +229,37 @@ def fake_quantize(x: "torch.Tensor", bits: int, axis: int | None) -> "torch.Tens
         q = symbols.float() * torch.from_numpy(scale).to(xd.device) + torch.from_numpy(offset).to(xd.device)
     # q + (x - x) is q exactly with the gradient of x; x + (q - x) would round twice and can miss q by an ulp.
     return q.to(x.dtype) + (x - xd)
+
+
+MIN_STEP = 2.0**-14  # smallest normal float16: a learned step is kept at or above it
+MAX_STEP = 1024.0
+
+
+def step_bits(symbols_min: int, symbols_max: int) -> int:
+    """Fewest bits whose zero-centred range [-2^(b-1), 2^(b-1)) holds every integer in [min, max]."""
+    need = max(-int(symbols_min), int(symbols_max) + 1, 1)
+    return check_bits(max(MIN_BITS, (need - 1).bit_length() + 1))
+
+
+def quantize_step(x: np.ndarray, step: np.ndarray, axis: int | None) -> tuple[np.ndarray, QuantParams]:
+    """Uniform quantization with a given step per channel (learned by the rate-distortion fit), zero-centred.
+
+    Stored in the same affine form as :func:`quantize`: ``value = symbol * step + offset`` with
+    ``offset = -2^(bits-1) * step`` (exact in float16, a power-of-two multiple of the step), so the file
+    format and decoder are unchanged. ``bits`` is the fewest that hold the integers ``round(x / step)``.
+    """
+    x = np.asarray(x, np.float64)
+    axis = _normalize_axis(axis, x.ndim)
+    step16 = _half(np.clip(np.asarray(step, np.float64).reshape(-1), MIN_STEP, MAX_STEP))
+    bshape = _channel_shape(x.ndim, axis)
+    q = np.rint(x / step16.astype(np.float64).reshape(bshape))
+    if not np.isfinite(q).all():
+        raise ConfigError("tensor has NaN or infinite values (a diverged fit?): lower the learning rate and refit")
+    bits = step_bits(int(q.min()), int(q.max()))
+    zero = 1 << (bits - 1)
+    offset = (-zero * step16.astype(np.float64)).astype(np.float16).astype(np.float32)
+    if not np.isfinite(offset).all():
+        raise ConfigError("quantization step too large for the float16 range of the stored offsets")
+    symbols = (q + zero).astype(np.int32).reshape(-1)
+    params = QuantParams(shape=tuple(int(d) for d in x.shape), bits=bits, axis=axis, scale=step16, offset=offset)
+    return symbols, params
