@@ -141,15 +141,44 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
     return frames(), fps
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that compares runs of digits as numbers: frame_2.png before frame_10.png.
+
+    re.split with a capturing group alternates text and digits, so items at the same position always have
+    the same type; the name itself breaks ties such as 01.png against 1.png.
+    """
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
+
+
+def image_files(path: Path) -> list[Path]:
+    """The images of a folder in natural order; hidden files (.DS_Store, ._1.png, our .part files) are skipped."""
+    files = [p for p in path.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
 def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], float]:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files:
         raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
 
     def frames() -> Iterator[np.ndarray]:
+        first_shape = None
         for file in files:
             it, _ = _decode_container(file)
-            yield next(it)
+            try:
+                frame = next(it)
+            except StopIteration:
+                raise InputError(f"{file}: image holds no picture") from None
+            finally:
+                it.close()
+            if first_shape is None:
+                first_shape = frame.shape
+            elif frame.shape != first_shape:
+                raise InputError(f"{file} is {frame.shape[0]}x{frame.shape[1]} but {files[0].name} is "
+                                 f"{first_shape[0]}x{first_shape[1]}: the images of a folder must have one size")
+            yield frame
 
     return frames(), 25.0
 
