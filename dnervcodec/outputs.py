@@ -242,9 +242,10 @@ def run_folder(path: str | os.PathLike, remove_on_success: bool) -> Iterator[Pat
     try:
         yield path
     except BaseException:
-        if created and os.listdir(path) == [RUN_MARKER]:
-            (path / RUN_MARKER).unlink()
-            path.rmdir()
+        with contextlib.suppress(OSError):  # cleanup must not hide the error that got us here
+            if created and os.listdir(path) == [RUN_MARKER]:
+                (path / RUN_MARKER).unlink()
+                path.rmdir()
         raise
-    if remove_on_success and (path / RUN_MARKER).is_file():
-        shutil.rmtree(path)
+    if remove_on_success and not path.is_symlink() and (path / RUN_MARKER).is_file():
+        shutil.rmtree(path, ignore_errors=True)  # best effort: the output is already written
