@@ -42,6 +42,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-y", "--overwrite", action="store_true",
+                   help="replace an existing output (a folder is replaced only if it holds nothing but our frames)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnerv", description="DNeRV neural video codec")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="run folder: model, report, checkpoint")
+    _add_overwrite_option(p)
 
     p = sub.add_parser("encode", help="compress a clip into one .dnerv file")
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
+    _add_overwrite_option(p)
     p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder parameters to remove by structured channel pruning (e.g. 0.1)")
     p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 20%% of --epochs)")
     p.add_argument("--bits", type=int, default=8, help="quantization bits for weights and embeddings (2..16)")
@@ -70,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("denoise", help="denoise a clip with a self-supervised video denoiser")
     _add_input_options(p)
     p.add_argument("-o", "--output", required=True, help=".mkv, .mp4, .y4m or DIR/ (lossless)")
+    _add_overwrite_option(p)
     p.add_argument("--method", choices=["stbn", "nlm", "vdp"], default="stbn")
     p.add_argument("--sigma", type=float, default=None, help="noise level on 0-255 (default: estimated)")
     p.add_argument("--iters", type=int, default=None, help="training iterations (learned methods)")
@@ -81,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="rebuild the video from a .dnerv file")
     p.add_argument("input", help="a .dnerv file")
-    p.add_argument("-o", "--output", required=True, help=".mkv (FFV1), .mp4 (lossless x264rgb), .y4m, or DIR/ for PNGs")
+    p.add_argument("-o", "--output", required=True,
+                   help=".mkv (FFV1), .mp4 (lossless x264rgb), .y4m, DIR/ for PNGs, or - for y4m on stdout")
+    _add_overwrite_option(p)
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
     p.add_argument("--frames", type=int, default=None, help="number of frames to decode (default: to the end)")
     p.add_argument("--device", default="cpu", help="cpu (default, bit-exact on one machine), cuda or auto")
@@ -126,7 +136,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     from .fit import fit
     from .models.dnerv import count_params, decoder_params
+    from .outputs import write_bytes_atomic, write_file_atomic
 
+    run = Path(args.output)
+    _check_fit_output(args)
     video = _read(args)
     T, H, W, _ = video.frames.shape
     sizing = _sizing(args, T, H, W)
@@ -138,10 +151,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"strides {list(dec.strides)}, diff {'off' if not dec.diff_ch else f'1/{dec.diff_stride}'}",
         file=sys.stderr,
     )
-    run = Path(args.output)
     result = fit(video.frames, sizing.config, fit_cfg, args.device, run, args.resume, not args.quiet)
     run.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_cfg": sizing.config.to_dict(), "state": result.model.state_dict()}, run / RUN_MODEL)
+    model = {"model_cfg": sizing.config.to_dict(), "state": result.model.state_dict()}
+    write_file_atomic(run / RUN_MODEL, lambda tmp: torch.save(model, tmp), args.overwrite)
     report = {
         "input": str(args.input),
         "frames": T,
@@ -158,35 +171,50 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "seconds": result.seconds,
         "history": result.history,
     }
-    (run / RUN_REPORT).write_text(json.dumps(report, indent=1))
-    np.savetxt(run / RUN_FRAMES_CSV, np.c_[np.arange(T), result.per_frame_psnr], fmt=["%d", "%.4f"],
-               delimiter=",", header="frame,psnr_db", comments="")
+    write_bytes_atomic(run / RUN_REPORT, json.dumps(report, indent=1).encode(), args.overwrite)
+    write_file_atomic(run / RUN_FRAMES_CSV, lambda tmp: np.savetxt(
+        tmp, np.c_[np.arange(T), result.per_frame_psnr], fmt=["%d", "%.4f"], delimiter=",",
+        header="frame,psnr_db", comments=""), args.overwrite)
     print(f"PSNR {result.psnr:.2f} dB after {fit_cfg.epochs} epochs in {result.seconds / 60:.1f} min; "
           f"saved {run / RUN_MODEL}, {run / RUN_REPORT}, {run / RUN_FRAMES_CSV}")
     return 0
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
-    from .codec import EncodeConfig, decode, encode_video
-    from .metrics import psnr
-    from .video import write_bytes_atomic
+def _check_fit_output(args: argparse.Namespace) -> None:
+    """`fit -o RUN`: a folder (new or not) whose result files are replaced only with -y; nothing else in it is touched."""
+    from .errors import OutputError
+    from .outputs import check_file_output, is_stdout
 
-    video = _read(args)
-    T, H, W, _ = video.frames.shape
-    fit_cfg = _fit_config(args)
-    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 5)
-    cfg = EncodeConfig(
-        resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
-        bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
-        fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
-        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
-        device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
-    )
+    run = Path(args.output)
+    if is_stdout(args.output):
+        raise OutputError("fit writes a run folder, not standard output: give a folder name")
+    if run.exists() and not run.is_dir():
+        raise OutputError(f"{run} exists and is not a folder; fit writes a run folder")
+    for name in (RUN_MODEL, RUN_REPORT, RUN_FRAMES_CSV):
+        check_file_output(run / name, args.overwrite)
+
+
+def _check_file_output(args: argparse.Namespace) -> None:
+    """A single output file: refused before any work when it exists (without -y), is a folder, or is '-'."""
+    from .errors import OutputError
+    from .outputs import check_file_output, is_stdout
+
+    if is_stdout(args.output):
+        raise OutputError(f"{args.command} cannot write to standard output (only decode -o - can): give a file name")
+    check_file_output(args.output, args.overwrite)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .codec import decode
+    from .metrics import psnr
+    from .outputs import run_folder, write_bytes_atomic
+
+    _check_file_output(args)
+    with run_folder(_run_dir(args), remove_on_success=not args.run_dir) as run_dir:
+        report = _encode(args, run_dir)
+        write_bytes_atomic(args.output, report.data, args.overwrite)
+    T, H, W = report.encoded_frames.shape[:3]
     out = Path(args.output)
-    run_dir = _run_dir(args)
-    report = encode_video(video, cfg, run_dir, args.resume, not args.quiet)
-    write_bytes_atomic(out, report.data)
-    _finish_run_dir(args, run_dir)
     decoded, _ = decode(report.data)
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
@@ -199,33 +227,43 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode(args: argparse.Namespace, run_dir: Path):
+    from .codec import EncodeConfig, encode_video
+
+    video = _read(args)
+    T, H, W, _ = video.frames.shape
+    fit_cfg = _fit_config(args)
+    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 5)
+    cfg = EncodeConfig(
+        resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
+        bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
+        fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
+        device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
+    )
+    return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+
+
 def _run_dir(args: argparse.Namespace) -> Path:
-    """--run-dir, or OUTPUT.run beside the output (removed after success)."""
+    """--run-dir (always kept), or OUTPUT.run beside the output (removed after success if this program made it)."""
     out = Path(args.output)
     return Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
-
-
-def _finish_run_dir(args: argparse.Namespace, run_dir: Path) -> None:
-    import shutil
-
-    if not args.run_dir:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     import time
 
     from .codec import denoiser_for
+    from .outputs import run_folder
     from .video import check_output_path, write_video
 
-    check_output_path(args.output)
-    video = _read(args)
-    run_dir = _run_dir(args)
+    check_output_path(args.output, args.overwrite)
     t0 = time.perf_counter()
-    denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
-    clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
-    path = write_video(args.output, clean, video.fps)
-    _finish_run_dir(args, run_dir)
+    with run_folder(_run_dir(args), remove_on_success=not args.run_dir) as run_dir:
+        video = _read(args)
+        denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
+        clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
+        path = write_video(args.output, clean, video.fps, args.overwrite)
     print(f"{path}: {clean.shape[0]} frames {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
           f"in {time.perf_counter() - t0:.0f} s")
     return 0
@@ -233,12 +271,24 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode
-    from .video import check_output_path, write_video
+    from .errors import OutputError
+    from .outputs import is_stdout
+    from .video import check_output_path, write_video, write_y4m_stream
 
-    check_output_path(args.output)
+    to_stdout = is_stdout(args.output)
+    if to_stdout and sys.stdout.isatty():
+        raise OutputError("-o - writes a y4m stream: pipe it (| ffplay -, | ffmpeg -i - ...) instead of a terminal")
+    if not to_stdout:
+        check_output_path(args.output, args.overwrite)
     frames, header = decode(args.input, args.start, args.frames, args.device)
-    path = write_video(args.output, frames, header["video"]["fps"])
-    print(f"{path}: {frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}")
+    shape = f"{frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}"
+    if to_stdout:  # stdout carries the video and nothing else; the summary goes to stderr
+        sys.stdout.flush()
+        write_y4m_stream(sys.stdout.buffer, frames, header["video"]["fps"])
+        print(f"y4m on standard output: {shape}", file=sys.stderr)
+        return 0
+    path = write_video(args.output, frames, header["video"]["fps"], args.overwrite)
+    print(f"{path}: {shape}")
     return 0
 
 

@@ -13,6 +13,10 @@ class ConfigError(DnervError):
     """An option that cannot work: an unfactorable size, an unknown budget string, a bad range."""
 
 
+class OutputError(DnervError):
+    """An output that exists (and overwriting was not asked for), or whose writing would destroy data we did not write."""
+
+
 class BitstreamError(DnervError):
     """A .dnerv file that is truncated, corrupted, or from a newer format version."""
 

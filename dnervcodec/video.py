@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import av
 import numpy as np
@@ -20,6 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, InputError
+from .outputs import (  # noqa: F401  (write_bytes_atomic is re-exported: bench imports it from here)
+    check_file_output,
+    check_folder_output,
+    is_stdout,
+    write_bytes_atomic,
+    write_file_atomic,
+    write_frame_folder,
+)
 
 SAMPLES = {
     "bunny": "bigbuckbunny.mp4",
@@ -134,15 +141,44 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
     return frames(), fps
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that compares runs of digits as numbers: frame_2.png before frame_10.png.
+
+    re.split with a capturing group alternates text and digits, so items at the same position always have
+    the same type; the name itself breaks ties such as 01.png against 1.png.
+    """
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
+
+
+def image_files(path: Path) -> list[Path]:
+    """The images of a folder in natural order; hidden files (.DS_Store, ._1.png, our .part files) are skipped."""
+    files = [p for p in path.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
 def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], float]:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files:
         raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
 
     def frames() -> Iterator[np.ndarray]:
+        first_shape = None
         for file in files:
             it, _ = _decode_container(file)
-            yield next(it)
+            try:
+                frame = next(it)
+            except StopIteration:
+                raise InputError(f"{file}: image holds no picture") from None
+            finally:
+                it.close()
+            if first_shape is None:
+                first_shape = frame.shape
+            elif frame.shape != first_shape:
+                raise InputError(f"{file} is {frame.shape[0]}x{frame.shape[1]} but {files[0].name} is "
+                                 f"{first_shape[0]}x{first_shape[1]}: the images of a folder must have one size")
+            yield frame
 
     return frames(), 25.0
 
@@ -181,36 +217,16 @@ def read_video(
 # ---------------------------------------------------------------- writing
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that readers see either nothing or all of it (temp file, fsync, rename)."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _encode_stream(path: Path, fmt: str, frames: np.ndarray, fps: float) -> None:
+def _encode_stream(target: str | os.PathLike | BinaryIO, fmt: str, frames: np.ndarray, fps: float) -> None:
+    """Mux frames into a file name or a binary stream (y4m to a pipe: the muxer never seeks)."""
     codec, pix_fmt, options = {
         "matroska": ("ffv1", "bgr0", {"level": "3"}),
         "mp4": ("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"}),
         "yuv4mpegpipe": ("rawvideo", "yuv444p", {}),
     }[fmt]
     rate = max(1, round(fps))
-    with av.open(str(path), "w", format=fmt) as out:
+    target = str(target) if isinstance(target, (str, os.PathLike)) else target
+    with av.open(target, "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
         for frame in frames:
@@ -219,62 +235,82 @@ def _encode_stream(path: Path, fmt: str, frames: np.ndarray, fps: float) -> None
         out.mux(stream.encode(None))
 
 
-def _encode_png(path: Path, frame: np.ndarray) -> None:
-    with av.open(str(path), "w", format="image2") as out:
-        stream = out.add_stream("png", rate=1)
-        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
-        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        out.mux(stream.encode(None))
+def png_bytes(frame: np.ndarray) -> bytes:
+    """One uint8 [H, W, 3] frame as the bytes of a PNG file (the png encoder's packet is the whole file)."""
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+    packets = ctx.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
+    packets += ctx.encode(None)
+    return b"".join(bytes(p) for p in packets)
 
 
 FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".y4m": "yuv4mpegpipe"}
 
 
 def is_folder_target(path: str | os.PathLike) -> bool:
-    """A path ending in '/' or without a suffix names a folder of PNGs."""
+    """A path ending in '/' or without a suffix names a folder of PNGs ('-' is stdout, never a folder)."""
     text = str(path)
+    if is_stdout(text):
+        return False
     return text.endswith(("/", os.sep)) or Path(text).suffix == ""
 
 
-def check_output_path(path: str | os.PathLike) -> None:
-    """Fail before any work is done when `path` names a format we cannot write."""
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Fail before any work is done when `path` names a format we cannot write or an output we must not replace.
+
+    The rules (existing files need `overwrite`, folders must be new, empty or hold only our frames) are those
+    of outputs.py. '-' (stdout) is not a path: write it with write_y4m_stream.
+    """
+    if is_stdout(path):
+        raise ConfigError("'-' is standard output: only y4m can go there (dnerv decode -o -)")
     suffix = Path(path).suffix.lower()
-    if not is_folder_target(path) and suffix not in FORMATS:
+    if is_folder_target(path):
+        check_folder_output(path, overwrite)
+        return
+    if suffix not in FORMATS:
         raise ConfigError(f"cannot write '{suffix}': use .mkv, .mp4, .y4m or a folder path ending in /")
+    check_file_output(path, overwrite)
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) -> Path:
-    """Write uint8 [T,H,W,3] frames losslessly: .mkv (FFV1), .mp4 (libx264rgb qp 0), .y4m (4:4:4), or a folder.
+def _yuv444_planes(frame: np.ndarray) -> bytes:
+    """RGB -> yuv444p by the same swscale conversion the .y4m file writer uses, planes without line padding."""
+    yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv444p")
+    h, w = frame.shape[:2]
+    return b"".join(np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w].tobytes() for plane in yuv.planes)
 
-    A path that ends in '/' or has no suffix becomes a folder of PNGs frame_00000.png, ... All outputs are
-    written to a temporary name first and renamed, so an interrupted write leaves nothing half-written.
+
+def write_y4m_stream(stream: BinaryIO, frames: np.ndarray, fps: float = 25.0) -> None:
+    """Write frames as a y4m (4:4:4) stream to a binary file object, e.g. stdout for `| ffplay -`.
+
+    Written frame by frame without a muxer: PyAV's muxer cannot be closed cleanly once a pipe's reader has
+    left, while a plain write raises BrokenPipeError, which the CLI treats as the reader's choice. The bytes
+    equal those of write_video(NAME.y4m).
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ConfigError("frames must be uint8 [T, H, W, 3]")
-    check_output_path(path)
+    _, h, w, _ = frames.shape
+    stream.write(f"YUV4MPEG2 W{w} H{h} F{max(1, round(fps))}:1 Ip A0:0 C444 XYSCSS=444\n".encode())
+    for frame in frames:
+        stream.write(b"FRAME\n" + _yuv444_planes(frame))
+    stream.flush()
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, overwrite: bool = False) -> Path:
+    """Write uint8 [T,H,W,3] frames losslessly: .mkv (FFV1), .mp4 (libx264rgb qp 0), .y4m (4:4:4), or a folder.
+
+    A path that ends in '/' or has no suffix becomes a folder of PNGs frame_00000.png, ... All outputs are
+    written to a temporary name first and renamed, so an interrupted write leaves nothing half-written. An
+    existing output is refused unless `overwrite`; a folder must be new, empty, or (with `overwrite`) hold
+    only frames we wrote before: see outputs.py. Nothing else is ever deleted.
+    """
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ConfigError("frames must be uint8 [T, H, W, 3]")
+    check_output_path(path, overwrite)
     folder = is_folder_target(path)
     path = Path(path)
-    suffix = path.suffix.lower()
     if folder:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            for i, frame in enumerate(frames):
-                _encode_png(tmp_dir / f"frame_{i:05d}.png", frame)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp_dir, path)
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
-        return path
+        return write_frame_folder(path, (png_bytes(frame) for frame in frames), overwrite)
+    suffix = path.suffix.lower()
     if suffix == ".mp4" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         raise ConfigError("libx264rgb needs even width and height: write .mkv or PNGs instead")
-    tmp = _atomic_target(path)
-    try:
-        _encode_stream(tmp, FORMATS[suffix], frames, fps)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_file_atomic(path, lambda tmp: _encode_stream(tmp, FORMATS[suffix], frames, fps), overwrite)

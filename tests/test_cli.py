@@ -138,6 +138,7 @@ def test_killed_encode_leaves_no_output_and_resumes(clip_file, tmp_path):
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert out.is_file()
+    assert not ckpt.parent.exists()  # the run folder the killed run made is removed once the resumed run finishes
 
 
 def test_denoise_command_and_encode_with_denoising(clip_file, tmp_path, capsys):

@@ -68,3 +68,50 @@ def test_sample_clips_are_found():
         assert sample_path(name).is_file()
     with pytest.raises(ConfigError, match="unknown sample"):
         sample_path("nope")
+
+
+def write_images(folder, names, sizes=None):
+    """One PNG per name; image i is a flat grey of value 10*i, so the order read back shows in the pixels."""
+    from dnervcodec.video import png_bytes
+
+    folder.mkdir()
+    for i, name in enumerate(names):
+        h, w = sizes[i] if sizes else (16, 32)
+        (folder / name).write_bytes(png_bytes(np.full((h, w, 3), 10 * i, np.uint8)))
+    return folder
+
+
+@pytest.mark.parametrize("pattern", ["{}.png", "{:03d}.png", "frame_{}.png", "Shot 2 take {:02d}.PNG"])
+def test_image_folders_are_read_in_natural_order(tmp_path, pattern):
+    names = [pattern.format(n) for n in range(1, 13)]
+    folder = write_images(tmp_path / "seq", names)
+    frames = read_video(folder).frames
+    assert frames[:, 0, 0, 0].tolist() == [10 * i for i in range(12)]  # 1, 2, ..., 12, not 1, 10, 11, 12, 2, ...
+
+
+def test_natural_key_orders_numbers_as_numbers():
+    from dnervcodec.video import natural_key
+
+    names = ["b10.png", "a2.png", "a10.png", "a1.png", "A3.png", "a01.png", "x.png"]
+    assert sorted(names, key=natural_key) == ["a01.png", "a1.png", "a2.png", "A3.png", "a10.png", "b10.png", "x.png"]
+
+
+def test_hidden_files_in_an_image_folder_are_skipped(tmp_path):
+    folder = write_images(tmp_path / "seq", ["1.png", "2.png"])
+    (folder / "._1.png").write_bytes(b"macOS resource fork, not an image")
+    assert read_video(folder).frames.shape[0] == 2
+
+
+def test_images_of_mixed_sizes_name_the_first_odd_file(tmp_path, capsys):
+    from dnervcodec.cli import main
+
+    folder = write_images(tmp_path / "seq", ["1.png", "2.png", "10.png", "11.png"],
+                          sizes=[(16, 32), (16, 32), (8, 32), (16, 16)])
+    with pytest.raises(InputError, match=r"10\.png is 8x32 but 1\.png is 16x32"):
+        read_video(folder)
+    with pytest.raises(InputError, match="10.png"):
+        read_video(folder, resolution=(8, 16))  # cropping to one size would hide the mix: still an error
+    code = main(["fit", str(folder), "--epochs", "1", "--quiet", "-o", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "10.png" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
