@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-epochs", type=int, default=0,
                    help="quantization-aware fine-tuning of the stored decoder and embeddings (epochs; default 0)")
     p.add_argument("--qat-lr", type=float, default=None, help="peak learning rate of that fine-tuning (default lr/10)")
+    p.add_argument("--rd-epochs", type=int, default=None,
+                   help="rate-distortion fine-tuning epochs: learned quantization steps, MSE + lambda * rate, "
+                        "the file aimed at --bpp/--size (default: see README; 0 = min/max quantization at --bits)")
+    p.add_argument("--lambda", dest="rd_lambda", type=float, default=None,
+                   help="fixed rate-distortion trade-off (MSE + lambda * bpp) instead of aiming at --bpp/--size")
+    p.add_argument("--value-bits", type=float, default=None,
+                   help="bits a stored value is expected to cost, which sizes the model for the target file "
+                        "(default: see README)")
     p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
     p.add_argument("--denoise", choices=["none", "stbn", "nlm", "vdp"], default="none",
                    help="denoise the clip before encoding (self-supervised stbn/vdp, or OpenCV non-local means)")
@@ -218,7 +226,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     decoded, _ = decode(report.data)
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
-    if report.psnr_qat is not None:
+    if report.predicted_bits is not None:
+        pruned += (f", rate-distortion tuned {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB, "
+                   f"predicted {report.predicted_bits / 8:.0f} bytes")
+    elif report.psnr_qat is not None:
         pruned += f", {args.bits}-bit {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB by QAT"
     against = f" against the {args.denoise}-denoised input" if args.denoise != "none" else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
@@ -238,10 +249,16 @@ def _encode(args: argparse.Namespace, run_dir: Path):
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
         fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
-        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **_rd_options(args),
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
     return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+
+
+def _rd_options(args: argparse.Namespace) -> dict:
+    """Rate-distortion settings given on the command line; the rest keep EncodeConfig's defaults."""
+    given = {"rd_epochs": args.rd_epochs, "rd_lambda": args.rd_lambda, "value_bits": args.value_bits}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
