@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, InputError
+from .options import MAX_PIXELS_PER_FRAME, parse_resolution  # noqa: F401  (parsed without PyAV, re-exported)
 
 SAMPLES = {
     "bunny": "bigbuckbunny.mp4",
@@ -27,7 +28,6 @@ SAMPLES = {
     "carphone": "carphone_pristine.mp4",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MAX_PIXELS_PER_FRAME = 8192 * 8192
 TEXT_DEMUXERS = {"tty"}  # FFmpeg renders any text file as "ANSI art" video: that is not a video
 
 
@@ -67,17 +67,6 @@ def resolve_input(source: str | os.PathLike) -> Path:
             return sample_path(text)
         raise InputError(f"input not found: {text}")
     return path
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    """'160x320' -> (160, 320): height first, as the NeRV papers write sizes."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"resolution '{text}' is not HEIGHTxWIDTH, e.g. 160x320") from None
-    if h <= 0 or w <= 0 or h * w > MAX_PIXELS_PER_FRAME:
-        raise ConfigError(f"resolution '{text}' is out of range")
-    return h, w
 
 
 def centre_crop_box(h: int, w: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:

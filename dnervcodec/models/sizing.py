@@ -9,27 +9,15 @@ paper's layout leaves too little for the decoder we move to coarser layouts (dif
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..options import MAX_BUDGET, parse_budget  # noqa: F401  (parsed without torch, re-exported)
 from .dnerv import ModelConfig, build_config, stored_values
 from .strides import plan_strides
 
 EMBEDDING_SHARE = 1 / 3  # at most this part of the budget goes to embeddings when choosing a layout
 LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1))  # (diff stride, min content-embedding side), paper first
-MAX_BUDGET = 10**9
-
-
-def parse_budget(text: str) -> int:
-    """'0.35M' -> 350000, '85k' -> 85000, '120000' -> 120000 stored values."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", text or "")
-    if not m:
-        raise ConfigError(f"budget '{text}' is not a number of stored values like 85k, 0.35M or 120000")
-    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
-    if not 1000 <= value <= MAX_BUDGET:
-        raise ConfigError(f"budget '{text}' is out of range (1k to 1000M stored values)")
-    return int(round(value))
 
 
 def budget_from_bpp(bpp: float, num_frames: int, height: int, width: int, bits: int = 8) -> int:
