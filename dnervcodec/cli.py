@@ -215,6 +215,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .fit import fit
     from .models.dnerv import count_params, decoder_params
 
+    run = Path(args.output)
+    _check_run_dir(args, run)
     video = _read(args)
     T, H, W, _ = video.frames.shape
     sizing = _sizing(args, T, H, W)
@@ -226,7 +228,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"strides {list(dec.strides)}, diff {'off' if not dec.diff_ch else f'1/{dec.diff_stride}'}",
         file=sys.stderr,
     )
-    run = Path(args.output)
+    _start_run(args, run)
     result = fit(video.frames, sizing.config, fit_cfg, args.device, run, args.resume, not args.quiet)
     run.mkdir(parents=True, exist_ok=True)
     torch.save({"model_cfg": sizing.config.to_dict(), "state": result.model.state_dict()}, run / RUN_MODEL)
@@ -259,6 +261,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .metrics import psnr
     from .video import write_bytes_atomic
 
+    run_dir = _run_dir(args)
+    _check_run_dir(args, run_dir)
     video = _read(args)
     T, H, W, _ = video.frames.shape
     fit_cfg = _fit_config(args)
@@ -271,7 +275,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
     out = Path(args.output)
-    run_dir = _run_dir(args)
+    _start_run(args, run_dir)
     report = encode_video(video, cfg, run_dir, args.resume, not args.quiet)
     write_bytes_atomic(out, report.data)
     _finish_run_dir(args, run_dir)
@@ -293,6 +297,23 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
 
 
+def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> None:
+    """Before any reading: refuse to run over an earlier run's checkpoint unless told (--resume/--restart)."""
+    from .checkpoint import check_run_dir
+
+    note = check_run_dir(run_dir, args.resume, args.restart)
+    if note:
+        print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
+
+
+def _start_run(args: argparse.Namespace, run_dir: Path) -> None:
+    """Once the input has been read: --restart discards the old checkpoints, so no stage resumes from them."""
+    from .checkpoint import discard_checkpoints
+
+    if args.restart:
+        discard_checkpoints(run_dir)
+
+
 def _finish_run_dir(args: argparse.Namespace, run_dir: Path) -> None:
     import shutil
 
@@ -307,8 +328,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .video import check_output_path, write_video
 
     check_output_path(args.output)
-    video = _read(args)
     run_dir = _run_dir(args)
+    _check_run_dir(args, run_dir)
+    video = _read(args)
+    _start_run(args, run_dir)
     t0 = time.perf_counter()
     denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
     clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)

@@ -18,7 +18,7 @@ import torch
 
 from . import __version__
 from .bitstream import Container, decode_segment, encode_segment, read_container, write_container
-from .checkpoint import Checkpointer, frames_digest
+from .checkpoint import DENOISED_NAME, Checkpointer, frames_digest
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
 from .device import resolve_device
@@ -124,7 +124,7 @@ def denoise_frames(frames: np.ndarray, cfg: EncodeConfig, run_dir: str | os.Path
     key = {"method": cfg.denoise, "sigma": cfg.denoise_sigma, "iters": cfg.denoise_iters, "seed": cfg.fit.seed,
            "digest": frames_digest(frames)}
     work = Path(run_dir) / "denoise" if run_dir is not None else None
-    cache = Checkpointer(work, key, name="denoised.pt")
+    cache = Checkpointer(work, key, name=DENOISED_NAME)
     done = cache.restore(resume)
     if done is not None:
         return done["frames"].numpy()

@@ -50,6 +50,6 @@ def test_checkpointer_refuses_another_runs_checkpoint(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="other settings"):
         other.restore(resume=True)
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="delete it"):
+    with pytest.raises(CheckpointError, match="--restart to discard it"):
         ckpt.restore(resume=True)
     assert Checkpointer(None, {}).restore(resume=True) is None and not Checkpointer(None, {}).due()
