@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import DnervError
+from .wording import duration, plural
 from .options import (budget_arg, device_arg, diff_stride_arg, float_arg, float_range, int_arg, int_range,
                       resolution_arg)
 
@@ -188,17 +189,23 @@ def check_combinations(args: argparse.Namespace) -> None:
 def _read(args: argparse.Namespace):
     from .video import read_video
 
-    return read_video(args.input, args.resolution, args.start, args.frames)
+    video = read_video(args.input, args.resolution, args.start, args.frames)
+    for note in video.notes:
+        print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
+    return video
 
 
 def _sizing(args: argparse.Namespace, num_frames: int, height: int, width: int):
     from .models.sizing import budget_from_bpp, parse_budget, size_model
 
+    per_frame = None
     if args.size is not None:
         budget = parse_budget(args.size)
     else:
         budget = budget_from_bpp(args.bpp if args.bpp is not None else 0.1, num_frames, height, width)
-    return size_model(height, width, num_frames, budget, use_diff=not args.no_diff, diff_stride=args.diff_stride)
+        per_frame = budget / num_frames
+    return size_model(height, width, num_frames, budget, use_diff=not args.no_diff, diff_stride=args.diff_stride,
+                      budget_per_frame=per_frame)
 
 
 def _fit_config(args: argparse.Namespace):
@@ -223,7 +230,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     fit_cfg = _fit_config(args)
     dec = sizing.config.decoder
     print(
-        f"{T} frames {H}x{W}; budget {sizing.budget} values, model stores {sizing.stored} "
+        f"{plural(T, 'frame')} {H}x{W}; budget {sizing.budget} values, model stores {sizing.stored} "
         f"(decoder {decoder_params(dec)}, embeddings {sizing.stored - decoder_params(dec)}); "
         f"strides {list(dec.strides)}, diff {'off' if not dec.diff_ch else f'1/{dec.diff_stride}'}",
         file=sys.stderr,
@@ -251,7 +258,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     (run / RUN_REPORT).write_text(json.dumps(report, indent=1))
     np.savetxt(run / RUN_FRAMES_CSV, np.c_[np.arange(T), result.per_frame_psnr], fmt=["%d", "%.4f"],
                delimiter=",", header="frame,psnr_db", comments="")
-    print(f"PSNR {result.psnr:.2f} dB after {fit_cfg.epochs} epochs in {result.seconds / 60:.1f} min; "
+    print(f"PSNR {result.psnr:.2f} dB after {plural(fit_cfg.epochs, 'epoch')} in {duration(result.seconds)}; "
           f"saved {run / RUN_MODEL}, {run / RUN_REPORT}, {run / RUN_FRAMES_CSV}")
     return 0
 
@@ -286,8 +293,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         pruned += f", {args.bits}-bit {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB by QAT"
     against = f" against the {args.denoise}-denoised input" if args.denoise != "none" else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
-          f"(float model {report.psnr_fit:.2f} dB{pruned}); {T} frames {H}x{W}, "
-          f"encode {sum(report.timings.values()) / 60:.1f} min")
+          f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}, "
+          f"encode {duration(sum(report.timings.values()))}")
     return 0
 
 
@@ -337,8 +344,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
     path = write_video(args.output, clean, video.fps)
     _finish_run_dir(args, run_dir)
-    print(f"{path}: {clean.shape[0]} frames {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(f"{path}: {plural(clean.shape[0], 'frame')} {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
+          f"in {duration(time.perf_counter() - t0)}")
     return 0
 
 
@@ -349,7 +356,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     check_output_path(args.output)
     frames, header = decode(args.input, args.start, args.frames, args.device)
     path = write_video(args.output, frames, header["video"]["fps"])
-    print(f"{path}: {frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}")
+    print(f"{path}: {plural(frames.shape[0], 'frame')} {frames.shape[1]}x{frames.shape[2]}")
     return 0
 
 

@@ -27,6 +27,7 @@ from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
 from .qat import qat_config, tune_quantized
+from .ranges import frame_range
 from .video import Video, read_video
 
 MAX_SIDE = 8192
@@ -166,7 +167,9 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         timings["denoise"] = time.perf_counter() - t0
         extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
                                        "seconds": timings["denoise"]}).encode()
-    sizing = size_model(H, W, T, _budget(cfg, T, H, W), cfg.use_diff, cfg.diff_stride)
+    budget = _budget(cfg, T, H, W)
+    sizing = size_model(H, W, T, budget, cfg.use_diff, cfg.diff_stride,
+                        budget_per_frame=budget / T if cfg.size is None else None)
     device = resolve_device(cfg.device)
 
     fitted = fit(frames, sizing.config, cfg.fit, device, run_dir, resume, progress, desc="fit")
@@ -351,10 +354,7 @@ def decode(
     else:
         data = source
     info = parse(data)
-    T = info.video["frames"]
-    stop = T if num_frames is None else start + num_frames
-    if not 0 <= start < stop <= T:
-        raise ConfigError(f"frame range {start}..{stop - 1} is outside the clip's {T} frames")
+    start, stop = frame_range(start, num_frames, info.video["frames"])
     dev = resolve_device(device)
     parts = []
     for seg in info.segments:
