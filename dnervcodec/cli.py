@@ -170,6 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_markdown(parser: argparse.ArgumentParser | None = None) -> str:
+    """The README's table of every option, its help and default exactly as `--help` prints them (a test
+    keeps the two equal): one row per option and wording, naming the commands that take it."""
+    parser = parser or build_parser()
+    rows: dict[tuple[str, str], list[str]] = {}
+    for name, sub in parser.get_default("_commands").items():
+        formatter = sub.formatter_class(sub.prog)
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            text = formatter._get_help_string(action) % {"default": action.default}
+            flag = ", ".join(action.option_strings)
+            if action.choices:
+                flag += " {" + ",".join(map(str, action.choices)) + "}"
+            elif action.nargs != 0:
+                flag += f" {action.metavar or action.dest.upper()}"
+            rows.setdefault((flag, text.replace("|", "\\|")), []).append(name)
+    lines = ["| option | commands | what it does (default) |", "| --- | --- | --- |"]
+    lines += [f"| `{flag}` | {' '.join(names)} | {text} |" for (flag, text), names in rows.items()]
+    return "\n".join(lines)
+
+
 def check_combinations(args: argparse.Namespace) -> None:
     """Options that are each valid but meaningless together: refused, as a typo would be."""
     p = args._commands[args.command]

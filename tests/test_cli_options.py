@@ -191,3 +191,14 @@ def test_denoise_iteration_defaults_in_help_are_the_denoisers_own():
 
 def test_diff_strides_accepted_are_the_ones_the_model_can_build():
     assert DIFF_STRIDES == tuple(n for n in range(2, 65) if split_stride(n, 3))
+
+
+def test_readme_lists_every_option_as_help_prints_it():
+    from dnervcodec.cli import options_markdown
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert options_markdown() in readme, "README's option table is stale; paste the output of options_markdown()"
+    for name, sub in subcommands().items():  # and every default in it is the parser's
+        for action in sub._actions:
+            if action.option_strings and action.nargs != 0 and action.default is not None and action.dest != "help":
+                assert f"(default: {action.default}" in readme, (name, action.dest)
