@@ -399,7 +399,10 @@ def cmd_bench(rest: list[str]) -> int:
         print("dnerv bench: error: the benchmark lives in the source checkout; run it from the repository root",
               file=sys.stderr)
         return 2
-    return rd_main(rest)
+    try:
+        return rd_main(rest)
+    except SystemExit as e:  # its --help, or a bad option (already reported on one line)
+        return e.code if isinstance(e.code, int) else 0
 
 
 COMMANDS = {"fit": cmd_fit, "encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "denoise": cmd_denoise}

@@ -202,3 +202,24 @@ def test_readme_lists_every_option_as_help_prints_it():
         for action in sub._actions:
             if action.option_strings and action.nargs != 0 and action.default is not None and action.dest != "help":
                 assert f"(default: {action.default}" in readme, (name, action.dest)
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--threads", "0"], "--threads: 0 is outside >= 1"),
+    (["--frames", "0"], "--frames: 0 is outside >= 1"),
+    (["--start", "-2"], "--start: -2 is outside >= 0"),
+    (["--crfs", "20", "60"], "--crfs: 60 is outside [0, 51]"),
+    (["--budgets", "0"], "--budgets: 0 is outside (0, 64)"),
+    (["--dnerv-epochs", "0"], "--dnerv-epochs: 0 is outside >= 1"),
+    (["--resolution", "wide"], "--resolution: resolution 'wide' is not HEIGHTxWIDTH"),
+    (["--quick", "--full"], "--full: not allowed with argument --quick"),
+])
+def test_bench_checks_its_options_the_same_way(extra, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[1])  # `dnerv bench` runs from the source checkout
+    t0 = time.perf_counter()
+    code = main(["bench", "--out", str(tmp_path / "rd"), *extra])
+    seconds = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("python -m bench.rd: error: argument ") and expected in err, err
+    assert seconds < 2 and list(tmp_path.iterdir()) == []
