@@ -40,9 +40,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from dnervcodec.cli import OneLineParser
 from dnervcodec.errors import ConfigError, DnervError
-from dnervcodec.options import float_arg, int_arg, resolution_arg
+from dnervcodec.options import OneLineParser, float_arg, int_arg, resolution_arg
 from dnervcodec.video import parse_resolution, read_video, resolve_input
 
 from . import baselines

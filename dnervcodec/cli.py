@@ -11,39 +11,17 @@ import os
 import sys
 from pathlib import Path
 
-from typing import NoReturn
-
 from . import __version__
 from .errors import DnervError
+from .options import (DefaultsFormatter, OneLineParser, budget_arg, device_arg, diff_stride_arg, float_arg,
+                      float_range, int_arg, int_range, resolution_arg)
 from .wording import duration, plural
-from .options import (budget_arg, device_arg, diff_stride_arg, float_arg, float_range, int_arg, int_range,
-                      resolution_arg)
 
 RUN_MODEL = "model.pt"
 RUN_REPORT = "report.json"
 RUN_FRAMES_CSV = "per_frame_psnr.csv"
 MAX_SEED = 2**32 - 1
 DENOISE_ITERS = "stbn 1500, vdp 3000"  # STBN.iters and VDP.iters; tests/test_cli_options.py checks them
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr and exit 2 (the usage is one `--help` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-class DefaultsFormatter(argparse.HelpFormatter):
-    """Appends '(default: X)' to every option that takes a value and has a default; options whose default
-    depends on other values (None here) say what it is in their own help."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "%(default)" in text or "default:" in text or action.default is None or action.default is False or action.default == argparse.SUPPRESS:
-            return text
-        if action.option_strings and action.nargs != 0:
-            text += " (default: %(default)s)"
-        return text
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Parsers for option values, checked when the command line is read, before any input is opened.
+"""The command line's argparse pieces: value parsers checked when the command line is read, before any
+input is opened; a parser whose errors are one line; a help formatter that shows every default.
 
 Each `*_arg` function is an argparse `type=`: it turns the text into a value or raises
 ArgumentTypeError with the allowed range, so `--bits 17` fails in milliseconds instead of after a fit.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from typing import Callable
+from typing import Callable, NoReturn
 
 from .errors import ConfigError
 
@@ -40,8 +41,8 @@ def parse_resolution(text: str) -> tuple[int, int]:
     except ValueError:
         raise ConfigError(f"resolution '{text}' is not HEIGHTxWIDTH, e.g. 160x320") from None
     if h <= 0 or w <= 0 or h * w > MAX_PIXELS_PER_FRAME:
-        raise ConfigError(f"resolution '{text}' is out of range: sides of at least 1 and at most "
-                          f"{MAX_PIXELS_PER_FRAME} pixels a frame")
+        raise ConfigError(f"resolution '{text}' is out of range: both sides at least 1 and at most "
+                          f"{MAX_PIXELS_PER_FRAME} pixels in all (8192x8192)")
     return h, w
 
 
@@ -56,6 +57,27 @@ def _stride_splits(n: int) -> bool:
 
 
 DIFF_STRIDES = tuple(n for n in range(2, MAX_DIFF_STRIDE + 1) if _stride_splits(n))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit 2 (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' to every option that takes a value and has a default; options whose default
+    depends on other values (None here) say what it is in their own help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "%(default)" in text or "default:" in text or no_default:
+            return text
+        if action.option_strings and action.nargs != 0:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _number(text: str, kind: type) -> float | int:
