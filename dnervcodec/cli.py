@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the file aimed at --bpp/--size), >= 0; 0 = min/max quantization at --bits "
                         "(default: the EncodeConfig default, see README)")
     p.add_argument("--lambda", dest="rd_lambda", type=float_arg(0, lo_open=True), default=None, metavar="L",
-                   help="fixed rate-distortion trade-off (MSE + L * bpp), > 0, instead of aiming at --bpp/--size")
+                   help="fixed rate-distortion trade-off (MSE + L * bpp), > 0, instead of aiming at --bpp/--size "
+                        "(default: none, lambda follows the target size)")
     p.add_argument("--value-bits", type=float_arg(1, 16), default=None, metavar="B",
                    help="bits a stored value is expected to cost, which sizes the model for the target file, "
                         f"{float_range(1, 16)} (default: the EncodeConfig default, see README)")

@@ -75,19 +75,19 @@ def test_restart_discards_the_checkpoint_and_runs(clip_file, tmp_path, capsys):
 def test_a_mismatch_names_the_options_that_differ(clip_file, tmp_path, capsys):
     folder = str(tmp_path / "run")
     assert run(["fit", str(clip_file), "-o", folder, "--epochs", "1", *FIT], capsys)[0] == 0
-    code, out, err = run(["fit", str(clip_file), "-o", folder, "--epochs", "2", "--lr", "2e-3", "--resume", *FIT],
+    code, out, err = run(["fit", str(clip_file), "-o", folder, "--epochs", "2", "--lr", "2e-3", "--resume", "-y", *FIT],
                          capsys)
     assert code == 2
     err = err.splitlines()[-1]  # after the sizing line that every fit prints
     assert err.startswith("dnerv fit: error: ")
     assert "other settings (checkpoint -> now): epochs 1 -> 2, lr 0.001 -> 0.002;" in err, err
     assert "--restart to discard it" in err
-    code, out, err = run(["fit", str(clip_file), "-o", folder, "--epochs", "1", "--start", "1", "--resume", *FIT],
+    code, out, err = run(["fit", str(clip_file), "-o", folder, "--epochs", "1", "--start", "1", "--resume", "-y", *FIT],
                          capsys)
     assert code == 2 and "the input frames (another input, --start, --frames or --resolution)" in err, err
     # How often checkpoints are written does not change the run: resuming with another interval is fine.
     code, out, err = run(["fit", str(clip_file), "-o", folder, "--epochs", "1", "--checkpoint-minutes", "1",
-                          "--resume", *FIT], capsys)
+                          "--resume", "-y", *FIT], capsys)
     assert code == 0, err
 
 
