@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bitstream import chunk_sizes, file_version, read_container, segment_symbols
+from .bitstream import chunk_sizes, file_version, parse_json, read_container, segment_symbols
 from .compress.entropy import information_bits
 from .codec import parse
-from .errors import InputError
+from .errors import BitstreamError, InputError
 from .metrics import bpp
 from .models.dnerv import decoder_params
 
@@ -46,18 +46,21 @@ def _parts_bytes(data: bytes) -> dict[str, int]:
 
 
 def describe(path: Path) -> dict:
-    """Everything `dnerv info` prints, as a dict (validated by a full parse of the file)."""
+    """Everything `dnerv info` prints, as a dict (validated by a full parse of the file, the same as decode's).
+
+    Ancillary payloads are shown as JSON when they pass the header's bounded JSON parser, else by size.
+    """
     if not path.is_file():
         raise InputError(f"input not found: {path}")
     data = path.read_bytes()
     info = parse(data)
     parts = _parts_bytes(data)
     video = info.video
-    ancillary = {}
+    ancillary: dict[str, object] = {}
     for key, blob in info.ancillary.items():
         try:
-            ancillary[key] = json.loads(blob)
-        except ValueError:
+            ancillary[key] = parse_json(blob, f"ancillary {key!r}")
+        except BitstreamError:
             ancillary[key] = f"<{len(blob)} bytes>"
     return {
         "file": str(path),
@@ -78,12 +81,21 @@ def describe(path: Path) -> dict:
 
 
 def format_info(info: dict) -> str:
+    """The text of `dnerv info`. Header fields beyond what decoding checks (source size, start, coding,
+    ancillary payloads) come from the file as written: each is shown only in the form it is expected in."""
     v = info["video"]
+    source = v.get("source_size")
+    extra = []
+    if isinstance(source, list) and len(source) == 2 and all(_is_int(x) for x in source):
+        extra.append(f"source {source[0]}x{source[1]}")
+    extra.append(f"first frame {v['start'] if _is_int(v.get('start')) else 0}")
+    coding = info["coding"]
+    coding_text = (", ".join(f"{k} {val}" for k, val in coding.items()) if isinstance(coding, dict)
+                   else json.dumps(coding))
     lines = [
         f"{info['file']}: dnerv format {info['format_version']}, written by {info['encoder']}",
-        f"video: {v['frames']} frames {v['height']}x{v['width']} at {v['fps']:g} fps "
-        f"(source {v['source_size'][0]}x{v['source_size'][1]}, first frame {v.get('start', 0)})",
-        f"coding: {', '.join(f'{k} {val}' for k, val in info['coding'].items())}",
+        f"video: {v['frames']} frames {v['height']}x{v['width']} at {v['fps']:g} fps ({', '.join(extra)})",
+        f"coding: {coding_text}",
         f"size: {info['bytes']} bytes, {info['bpp']:.4f} bpp",
     ]
     for part, n in info["parts_bytes"].items():
@@ -108,7 +120,11 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _seconds(value: object) -> str:
-    if not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e12:
         return "?"
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
