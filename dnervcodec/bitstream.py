@@ -20,7 +20,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
@@ -578,8 +578,18 @@ def _read_stream(data: memoryview, index: int, seg: Segment) -> np.ndarray:
     return words
 
 
-def read_container(data: bytes) -> Container:
-    """Parse and validate a whole file (tensors are checked but not decoded); BitstreamError on any fault."""
+HeaderCheck = Callable[[dict, int], None]
+SegmentCheck = Callable[[int, dict], None]
+
+
+def read_container(data: bytes, on_header: HeaderCheck | None = None,
+                   on_segment: SegmentCheck | None = None) -> Container:
+    """Parse and validate a whole file (tensors are checked but not decoded); BitstreamError on any fault.
+
+    `on_header(header, n_segments)` and `on_segment(index, meta)` run as soon as the HEAD or a SEGM chunk is
+    read, before the chunks that follow: a caller that knows what the JSON means (codec.parse) refuses a
+    hostile header there, before any tensor of the file is parsed.
+    """
     header: dict | None = None
     n_segments = 0
     segments: list[Segment] = []
@@ -601,6 +611,8 @@ def read_container(data: bytes) -> Container:
             if n_segments > MAX_SEGMENTS:
                 raise BitstreamError(f"corrupt HEAD chunk: {n_segments} segments (at most {MAX_SEGMENTS})")
             header = _parse_json(cur.rest(), "header")
+            if on_header is not None:
+                on_header(header, n_segments)
         elif ctype == b"SEGM":
             if segments and len(segments[-1].tensors) != expected_tensors:
                 raise BitstreamError(f"corrupt .dnerv file: segment {len(segments) - 1} is missing tensors")
@@ -613,6 +625,8 @@ def read_container(data: bytes) -> Container:
             if expected_tensors > MAX_TENSORS_PER_SEGMENT:
                 raise BitstreamError(f"corrupt SEGM chunk: {expected_tensors} tensors")
             segments.append(Segment(meta=_parse_json(cur.rest(), f"segment {index} meta"), tensors={}))
+            if on_segment is not None:
+                on_segment(index, segments[-1].meta)
         elif ctype == b"TNSR":
             if not segments:
                 raise BitstreamError("corrupt .dnerv file: tensor before any SEGM chunk")

@@ -42,6 +42,48 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _bytes(text: str) -> int:
+    """'16G', '512M', '2T' (binary units) or a number of bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, scale = (t[:-1], units[t[-1]]) if t and t[-1] in units else (t, 1)
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 16G, 512M or 2T") from None
+    if not 0 < value < 1 << 62:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return int(value)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
+    return value
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    from .models.cost import DecodeLimits
+
+    d = DecodeLimits()
+    p.add_argument("--max-decode-gflops", type=_positive, default=d.max_gflops, metavar="N",
+                   help=f"refuse a file whose decoder needs more GFLOPs per frame (default {d.max_gflops:g}); "
+                        "raise it only for files you trust")
+    p.add_argument("--max-decode-memory", type=_bytes, default=d.max_memory_bytes, metavar="SIZE",
+                   help=f"refuse a file whose decoder needs more activation memory per frame, e.g. 32G "
+                        f"(default {d.max_memory_bytes >> 30}G); frames are decoded in batches that fit it")
+
+
+def _limits(args: argparse.Namespace):
+    from .models.cost import DecodeLimits
+
+    return DecodeLimits(max_gflops=args.max_decode_gflops, max_memory_bytes=args.max_decode_memory)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnerv", description="DNeRV neural video codec")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,10 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, help="first frame to decode")
     p.add_argument("--frames", type=int, default=None, help="number of frames to decode (default: to the end)")
     p.add_argument("--device", default="cpu", help="cpu (default, bit-exact on one machine), cuda or auto")
+    _add_limit_options(p)
 
     p = sub.add_parser("info", help="describe a .dnerv file: version, video, decoder, bytes of each part")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_limit_options(p)
 
     sub.add_parser("bench", help="rate-distortion benchmark against x264/x265: the options of python -m bench.rd",
                    add_help=False)
@@ -236,7 +280,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from .video import check_output_path, write_video
 
     check_output_path(args.output)
-    frames, header = decode(args.input, args.start, args.frames, args.device)
+    frames, header = decode(args.input, args.start, args.frames, args.device, _limits(args))
     path = write_video(args.output, frames, header["video"]["fps"])
     print(f"{path}: {frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}")
     return 0
@@ -245,7 +289,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import describe, format_info
 
-    info = describe(Path(args.input))
+    info = describe(Path(args.input), _limits(args))
     print(json.dumps(info, indent=1) if args.json else format_info(info))
     return 0
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bitstream import chunk_sizes, file_version, parse_json, read_container, segment_symbols
+from .bitstream import Container, chunk_sizes, file_version, parse_json, segment_symbols
 from .compress.entropy import information_bits
 from .codec import parse
 from .errors import BitstreamError, InputError
 from .metrics import bpp
+from .models.cost import DecodeLimits
 from .models.dnerv import decoder_params
 
 PARTS = ("decoder weights", "content embeddings", "diff embeddings", "header and container", "ancillary")
@@ -23,12 +24,12 @@ def _part(chunk_type: str, name: str) -> str:
     return "ancillary" if chunk_type[0].islower() else "header and container"
 
 
-def _parts_bytes(data: bytes) -> dict[str, int]:
+def _parts_bytes(data: bytes, container: Container) -> dict[str, int]:
     """Bytes of each part, summing to the file size. A format-3 segment's shared stream (CODE chunk) is split
     among its tensors by their information bits (what the range coder spent on each); its framing and the
     coder's final flush count as container."""
     parts = dict.fromkeys(PARTS, 0.0)
-    streams = iter(read_container(data).segments)
+    streams = iter(container.segments)
     for chunk_type, name, size in chunk_sizes(data):
         if chunk_type != "CODE":
             parts[_part(chunk_type, name)] += size
@@ -45,16 +46,20 @@ def _parts_bytes(data: bytes) -> dict[str, int]:
     return out
 
 
-def describe(path: Path) -> dict:
+def describe(path: Path, limits: DecodeLimits | None = None) -> dict:
     """Everything `dnerv info` prints, as a dict (validated by a full parse of the file, the same as decode's).
 
     Ancillary payloads are shown as JSON when they pass the header's bounded JSON parser, else by size.
     """
     if not path.is_file():
         raise InputError(f"input not found: {path}")
-    data = path.read_bytes()
-    info = parse(data)
-    parts = _parts_bytes(data)
+    return describe_bytes(path.read_bytes(), str(path), limits)
+
+
+def describe_bytes(data: bytes, name: str, limits: DecodeLimits | None = None) -> dict:
+    """`describe` of a file's bytes; `name` is what the report calls the file."""
+    info = parse(data, limits)
+    parts = _parts_bytes(data, info.container)
     video = info.video
     ancillary: dict[str, object] = {}
     for key, blob in info.ancillary.items():
@@ -63,7 +68,7 @@ def describe(path: Path) -> dict:
         except BitstreamError:
             ancillary[key] = f"<{len(blob)} bytes>"
     return {
-        "file": str(path),
+        "file": name,
         "bytes": len(data),
         "format_version": ".".join(map(str, file_version(data))),
         "encoder": info.header.get("encoder", "?"),
@@ -73,7 +78,8 @@ def describe(path: Path) -> dict:
         "parts_bytes": parts,
         "segments": [
             {"first_frame": s.first_frame, "frames": s.frames, "decoder": s.decoder.to_dict(),
-             "decoder_params": decoder_params(s.decoder)}
+             "decoder_params": decoder_params(s.decoder), "decode_gflops_per_frame": s.cost.gflops,
+             "decode_activation_bytes_per_frame": s.cost.peak_bytes}
             for s in info.segments
         ],
         "ancillary": ancillary,
@@ -105,7 +111,9 @@ def format_info(info: dict) -> str:
         diff = f"diff {d['diff_ch']}ch at 1/{d['diff_stride']}" if d["diff_ch"] else "no diff stream"
         lines.append(
             f"segment {i}: frames {s['first_frame']}..{s['first_frame'] + s['frames'] - 1}, decoder "
-            f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}"
+            f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}; "
+            f"decoding needs {s['decode_gflops_per_frame']:.3g} GFLOPs and "
+            f"{s['decode_activation_bytes_per_frame'] / 2**20:.3g} MiB of activations per frame"
         )
     for key, value in info["ancillary"].items():
         if key == "timings" and isinstance(value, dict):
