@@ -1,6 +1,8 @@
 """`dnerv`: the command line. Argument parsing and messages only; the work happens in the library.
 
-Every error a user can cause ends as one line on stderr and exit code 2 (130 for Ctrl-C), never a traceback.
+Every error a user can cause ends as one line on stderr and exit code 2 (130 for Ctrl-C), never a traceback;
+so does running out of memory (MemoryError or torch's allocation RuntimeError). Anything else is our bug: one
+line and exit code 1. `dnerv --debug ...` prints the traceback before that line.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -86,6 +89,7 @@ def _limits(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnerv", description="DNeRV neural video codec")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="fit a DNeRV model to a clip and report per-frame PSNR")
@@ -136,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("bench", help="rate-distortion benchmark against x264/x265: the options of python -m bench.rd",
                    add_help=False)
+    for p in sub.choices.values():  # `dnerv decode --debug ...` works too
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -309,28 +315,66 @@ def cmd_bench(rest: list[str]) -> int:
 COMMANDS = {"fit": cmd_fit, "encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "denoise": cmd_denoise}
 
 
+OOM_HINTS = {"decode": "lower --max-decode-memory (smaller batches) or decode fewer --frames"}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or torch's allocation failure (a RuntimeError: "out of memory", "can't allocate memory")."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate" in text))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        return cmd_bench(argv[1:])
+    skip = 1 if argv[:1] == ["--debug"] else 0
+    if argv[skip : skip + 1] == ["bench"]:
+        return cmd_bench(argv[skip + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
+    name = f"dnerv {args.command}"
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe must fail here, inside the handlers, not at interpreter exit
         return code
-    except DnervError as e:
-        print(f"dnerv {args.command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
-        print(f"dnerv {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `dnerv info x.dnerv | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except MemoryError:
-        print(f"dnerv {args.command}: error: out of memory; use a smaller --resolution or fewer --frames", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        _traceback(args)
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except DnervError as e:
+        _traceback(args)
+        print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except Exception as e:  # noqa: BLE001 - every path ends as one line; --debug shows the traceback
+        _traceback(args)
+        if _out_of_memory(e):
+            hint = OOM_HINTS.get(args.command, "use a smaller --resolution or fewer --frames")
+            asked = re.search(r"allocate (\d+) bytes", str(e))
+            size = f" (an allocation of {int(asked[1]) / 2**30:.3g} GiB failed)" if asked else ""
+            print(f"{name}: error: out of memory{size}; {hint}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):  # a file or disk problem the user can fix: permissions, space, a folder
+            print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"{name}: internal error: {type(e).__name__}: {_one_line(e, 300)} (rerun with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _traceback(args: argparse.Namespace) -> None:
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exc()
+
+
+def _one_line(e: BaseException, limit: int | None = None) -> str:
+    """The message on one line (a file name or a library's message may hold line breaks)."""
+    text = " ".join(str(e).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from dnervcodec import codec
 from dnervcodec.bitstream import read_container, write_container
 from dnervcodec.cli import main
+from tests.hostile import HUGE_ACTIVATIONS, craft
 from tests.test_bitstream import build, split_chunks
 
 FIXTURE = Path(__file__).parent / "data" / "format-2.0.dnerv"
@@ -102,3 +107,72 @@ def test_info_reads_ancillary_json_with_the_bounded_parser(valid: bytes, tmp_pat
     assert code == 0 and err == "", err
     assert "notes: <200000 bytes>" in out and "big: <12 bytes>" in out
     assert "denoised before encoding: nlm, sigma estimated, ?" in out  # an absurd duration is not formatted
+
+
+@pytest.mark.parametrize("failure", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 274877906944 bytes. Error code 12 (Cannot allocate memory)"),
+    RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_out_of_memory_is_one_line(valid: bytes, tmp_path: Path, capsys, monkeypatch, failure: Exception) -> None:
+    def run_out(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(codec, "_run_segment", run_out)
+    path = tmp_path / "x.dnerv"
+    path.write_bytes(valid)
+    code, _, err = _run(["decode", str(path), "-o", str(tmp_path / "x.mkv")], capsys)
+    assert code == 2
+    line = _one_line(err, "dnerv decode: error: out of memory")
+    assert "--max-decode-memory" in line
+    assert ("256 GiB" in line) == ("274877906944" in str(failure))
+
+
+def test_our_bugs_are_one_line_with_exit_1_and_debug_shows_the_traceback(valid: bytes, tmp_path: Path, capsys,
+                                                                         monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise ValueError("something\nwe did not expect")
+
+    monkeypatch.setattr(codec, "_run_segment", broken)
+    path = tmp_path / "x.dnerv"
+    path.write_bytes(valid)
+    args = ["decode", str(path), "-o", str(tmp_path / "x.mkv")]
+    code, _, err = _run(args, capsys)
+    assert code == 1
+    line = _one_line(err, "dnerv decode: internal error: ValueError: something we did not expect")
+    assert "--debug" in line
+    for debug_args in (["--debug", *args], [*args, "--debug"]):
+        code, _, err = _run(debug_args, capsys)
+        assert code == 1 and "Traceback" in err and err.strip().splitlines()[-1] == line
+
+
+def test_a_file_system_error_is_one_line(valid: bytes, tmp_path: Path, capsys, monkeypatch) -> None:
+    import dnervcodec.video
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.mkv"))
+
+    monkeypatch.setattr(dnervcodec.video, "write_video", denied)
+    path = tmp_path / "x.dnerv"
+    path.write_bytes(valid)
+    code, _, err = _run(["decode", str(path), "-o", str(tmp_path / "x.mkv")], capsys)
+    assert code == 2
+    assert "Permission denied" in _one_line(err, "dnerv decode: error:")
+
+
+def _address_space_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+def test_torch_out_of_memory_is_one_line(tmp_path: Path) -> None:
+    """A trusted-but-too-big file under a 4 GiB address-space limit: torch's allocation fails (a RuntimeError)."""
+    path = tmp_path / "huge.dnerv"
+    path.write_bytes(craft(HUGE_ACTIVATIONS))
+    cmd = [sys.executable, "-m", "dnervcodec.cli", "decode", str(path), "--max-decode-memory", "1T",
+           "-o", str(tmp_path / "out.mkv")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=_address_space_limit,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 2
+    line = _one_line(proc.stderr, "dnerv decode: error: out of memory")
+    assert "an allocation of 256 GiB failed" in line
