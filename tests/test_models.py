@@ -61,6 +61,15 @@ def test_param_count_from_config_matches_module_and_roundtrips():
         assert DecoderConfig.from_dict(cfg.decoder.to_dict()) == cfg.decoder
 
 
+@pytest.mark.parametrize("edit", [dict(lift_width=12.5), dict(lift_width=24.0), dict(lift_width="24"),
+                                  dict(lift_width=True), dict(widths=[20.0, 17, 14, 12])])
+def test_decoder_config_from_dict_takes_integers_only(edit):
+    """A bitstream is untrusted: a width of 12.5 (or "24") was truncated to a width before; now it is refused."""
+    d = {**build_config(160, 320, 24).decoder.to_dict(), **edit}
+    with pytest.raises(ConfigError, match="not an integer"):
+        DecoderConfig.from_dict(d)
+
+
 def test_shapes_from_config_match_a_pruned_decoder():
     """Pruned widths (diff lift narrower than the diff branch, uneven stages) are read off the config alone."""
     from dataclasses import replace

@@ -82,12 +82,19 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DecoderConfig":
+        """Inverse of to_dict. Integers only (a bitstream is untrusted: 12.5 or "12" is not a width)."""
+        fields = {k: tuple(_integer(x, k) for x in v) if isinstance(v, list) else _integer(v, k) for k, v in d.items()}
+        fields.setdefault("diff_lift_width", fields.get("diff_width", 0))  # configs written before it existed
         try:
-            fields = {k: tuple(int(x) for x in v) if isinstance(v, list) else int(v) for k, v in d.items()}
-            fields.setdefault("diff_lift_width", fields.get("diff_width", 0))  # configs written before it existed
             return cls(**fields)
-        except (TypeError, ValueError) as e:
+        except TypeError as e:  # a missing or unknown field
             raise ConfigError(f"invalid decoder config: {e}") from None
+
+
+def _integer(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"decoder config: {key} holds {repr(value)[:20]}, not an integer")
+    return value
 
 
 @dataclass(frozen=True)
