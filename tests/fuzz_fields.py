@@ -323,14 +323,17 @@ PLAN = [
 ]
 
 
-def cases(seed: int = 2024, scale: float = 1.0) -> Iterator[Case]:
-    """The structure-aware cases of PLAN, in a fixed order for a seed; `scale` multiplies every count."""
+def cases(seed: int = 2024, scale: float = 1.0, files: dict[str, bytes] | None = None,
+          plan: list[tuple[str, str, int]] | None = None) -> Iterator[Case]:
+    """The structure-aware cases of `plan` (default PLAN), in a fixed order for a seed; `scale` multiplies every
+    count. `files` maps the plan's base names to files (default: the tiny file, the fixture and its split)."""
     rng = random.Random(seed)
-    fixture = base_file()
-    bases = {"tiny": tiny_file(), "fixture": fixture, "two segments": two_segment_file(fixture)}
-    for family, base, n in PLAN:
+    if files is None:
+        fixture = base_file()
+        files = {"tiny": tiny_file(), "fixture": fixture, "two segments": two_segment_file(fixture)}
+    for family, base, n in PLAN if plan is None else plan:
         n = max(1, round(n * scale))
-        chunks = split_chunks(bases[base])
+        chunks = split_chunks(files[base])
         if family in ("header", "meta", "segments"):
             ctype, skip = (b"HEAD", 4) if family == "header" else (b"SEGM", 8)
             i = [k for k, (t, _) in enumerate(chunks) if t == ctype][-1]  # the last segment of a two-segment file
