@@ -263,7 +263,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         video = _read(args)
         denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
         clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
-        path = write_video(args.output, clean, video.fps, args.overwrite)
+        path = write_video(args.output, clean, video.rate, args.overwrite)
     print(f"{path}: {clean.shape[0]} frames {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
           f"in {time.perf_counter() - t0:.0f} s")
     return 0
@@ -273,6 +273,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode
     from .errors import OutputError
     from .outputs import is_stdout
+    from .rate import header_rate
     from .video import check_output_path, write_video, write_y4m_stream
 
     to_stdout = is_stdout(args.output)
@@ -284,10 +285,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     shape = f"{frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}"
     if to_stdout:  # stdout carries the video and nothing else; the summary goes to stderr
         sys.stdout.flush()
-        write_y4m_stream(sys.stdout.buffer, frames, header["video"]["fps"])
+        write_y4m_stream(sys.stdout.buffer, frames, header_rate(header["video"]))
         print(f"y4m on standard output: {shape}", file=sys.stderr)
         return 0
-    path = write_video(args.output, frames, header["video"]["fps"], args.overwrite)
+    path = write_video(args.output, frames, header_rate(header["video"]), args.overwrite)
     print(f"{path}: {shape}")
     return 0
 

@@ -26,6 +26,7 @@ from .fit import ClipTensor, FitConfig, evaluate, fit
 from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
+from .rate import header_fields, header_rate
 from .qat import qat_config, tune_quantized
 from .rd import rd_tune
 from .video import Video, read_video
@@ -248,7 +249,7 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
             quantized["e.diff"] = quantize_tensor(diff, cfg.bits, "embedding")
     header = {
         "encoder": f"dnervcodec {__version__}",
-        "video": {"frames": T, "height": H, "width": W, "fps": video.fps,
+        "video": {"frames": T, "height": H, "width": W, **header_fields(video.rate),
                   "source_size": list(video.source_size), "start": cfg.start},
         "coding": {"bits": cfg.bits if cfg.rd_epochs <= 0 else "learned", "prune": cfg.prune,
                    "qat_epochs": cfg.qat_epochs, "rd_epochs": cfg.rd_epochs, "budget": sizing.budget},
@@ -314,9 +315,7 @@ def parse(data: bytes | bytearray | memoryview) -> StreamInfo:
     W = _int(video, "width", 1, MAX_SIDE)
     if T * H * W * 3 > MAX_OUTPUT_BYTES:
         raise BitstreamError(f"the file claims {T} frames of {H}x{W}, more than this decoder will allocate")
-    fps = video.get("fps")
-    if not isinstance(fps, (int, float)) or not 0 < fps < 1000:
-        raise BitstreamError("header field 'fps' is missing or out of range")
+    header_rate(video)
     if not c.segments:
         raise BitstreamError("the file holds no segment")
     segments, covered = [], 0
