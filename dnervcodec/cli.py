@@ -301,14 +301,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_PACKAGES = {"matplotlib": "matplotlib", "skvideo": "scikit-video", "cv2": "opencv-python-headless"}
+
+
+def bench_missing(module: str | None) -> str:
+    """What to install when importing the benchmark failed on `module`: the bench package or one of its extras."""
+    top = (module or "bench").split(".")[0]
+    if top == "bench":
+        return ("the benchmark (package bench) is not installed: in a source checkout, "
+                "pip install -e '.[bench]'")
+    package = BENCH_PACKAGES.get(top, top)
+    return f"the benchmark needs {package}, which is not installed: pip install {package} (or the extra '.[bench]')"
+
+
 def cmd_bench(rest: list[str]) -> int:
-    """Forward everything after `dnerv bench` to bench.rd, which lives in the source checkout."""
-    sys.path.insert(0, os.getcwd())
+    """Forward everything after `dnerv bench` to bench.rd, installed with dnervcodec (extras: '.[bench]')."""
     try:
         from bench.rd import main as rd_main
-    except ImportError:
-        print("dnerv bench: error: the benchmark lives in the source checkout; run it from the repository root",
-              file=sys.stderr)
+    except ModuleNotFoundError as e:
+        print(f"dnerv bench: error: {bench_missing(e.name)}", file=sys.stderr)
         return 2
     return rd_main(rest)
 
