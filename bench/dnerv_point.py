@@ -76,24 +76,29 @@ def dnerv_point(base: EncodeConfig, work_dir: Path | None, frames: np.ndarray, f
 
 
 def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = True, prune: float = 0.0,
-               bits: int = 8, qat_epochs: int = 0, work_dir: Path | None = None) -> CodecSpec:
+               bits: int = 8, qat_epochs: int = 0, work_dir: Path | None = None, rd_epochs: int = 0,
+               value_bits: float = 8.0) -> CodecSpec:
     """Our codec at each target bpp (at `bits` bits per stored value); `qat_epochs` > 0 adds the
-    quantization-aware fine-tune, which is what makes fewer bits pay (docs/compression.md).
+    quantization-aware fine-tune, which is what makes fewer bits pay (docs/compression.md); `rd_epochs` > 0
+    the rate-distortion fine-tune with learned steps, the model sized at `value_bits` per stored value.
     `work_dir` keeps each point's checkpoints so an interrupted sweep resumes (see dnerv_point)."""
     base = EncodeConfig(fit=FitConfig(epochs=epochs), use_diff=use_diff, prune=prune,
                         prune_epochs=max(1, epochs // 5) if prune else 0, bits=bits, qat_epochs=qat_epochs,
-                        device="auto")
+                        device="auto", rd_epochs=rd_epochs, value_bits=value_bits)
     qat = f" + {qat_epochs} QAT epochs" if qat_epochs else ""
+    quant = f"{bits}-bit{qat}"
+    if rd_epochs:
+        quant = f"learned steps, {rd_epochs} rate-distortion epochs (model sized at {value_bits:g} bits a value)"
     return CodecSpec(
         name=name,
         param="target_bpp",
         params=tuple(budgets),
         run_point=partial(dnerv_point, base, work_dir),
         description=f"dnervcodec {__version__}: DNeRV{'' if use_diff else ' without diff stream'}, {epochs} epochs, "
-        f"{bits}-bit{qat}, entropy-coded; bpp of the whole .dnerv file",
+        f"{quant}, entropy-coded; bpp of the whole .dnerv file",
         meta={"epochs": epochs, "use_diff": use_diff, "prune": prune, "bits": bits, "qat_epochs": qat_epochs,
-              "version": __version__},
-        seconds=partial(point_seconds, epochs + base.prune_epochs + qat_epochs),
+              "rd_epochs": rd_epochs, "value_bits": value_bits, "version": __version__},
+        seconds=partial(point_seconds, epochs + base.prune_epochs + (rd_epochs or qat_epochs)),
     )
 
 

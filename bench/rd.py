@@ -44,6 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dnervcodec.errors import ConfigError, DnervError, Interrupted
+from dnervcodec.options import OneLineParser, float_arg, int_arg, resolution_arg
 from dnervcodec.video import parse_resolution, read_video, resolve_input
 
 from . import baselines
@@ -233,7 +234,7 @@ def interrupted_message(out: str | Path) -> str:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
+    ap = OneLineParser(
         prog="python -m bench.rd",
         description="Rate-distortion benchmark of libx264/libx265 anchors (and registered codecs).",
         epilog="Presets fill in whatever you do not give: --quick = Bunny 160x320, 132 frames, "
@@ -243,18 +244,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g.add_argument("--quick", action="store_true", help="small, minutes: Bunny 160x320, 4 anchors")
     g.add_argument("--full", action="store_true", help="large, hours: Bunny 640x1280, 6 anchors")
     ap.add_argument("--clip", help="sample name (bunny, bikes, carphone) or a video path")
-    ap.add_argument("--resolution", help="HEIGHTxWIDTH after centre crop + area resize, e.g. 160x320")
-    ap.add_argument("--start", type=int, default=0, help="first frame (default 0)")
-    ap.add_argument("--frames", type=int, help="number of frames (default: all)")
+    ap.add_argument("--resolution", type=lambda text: resolution_arg(text) and text,
+                    help="HEIGHTxWIDTH after centre crop + area resize, e.g. 160x320")
+    ap.add_argument("--start", type=int_arg(0), default=0, help="first frame, >= 0 (default 0)")
+    ap.add_argument("--frames", type=int_arg(1), help="number of frames, >= 1 (default: all)")
     ap.add_argument("--anchors", nargs="+", help="baseline names like x264-medium-420 x265-veryslow-444")
-    ap.add_argument("--crfs", nargs="+", type=float, help="CRF values swept by every baseline")
+    ap.add_argument("--crfs", nargs="+", type=float_arg(0, 51), help="CRF values swept by every baseline, [0, 51]")
     ap.add_argument("--test", help="codec compared against the others in the BD table (default: last anchor; "
                     "a registered codec such as dnerv is run too)")
     ap.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import MODULE first (it may call bench.rd.register_codec); repeatable")
-    ap.add_argument("--threads", type=int, default=1, help="encoder/decoder threads of the baselines (default 1)")
-    ap.add_argument("--dnerv-epochs", type=int, help="fit epochs of each dnerv point (quick 40, full 300)")
-    ap.add_argument("--budgets", nargs="+", type=float, help="dnerv target bpp values (default 0.04 0.06 0.1 0.2)")
+    ap.add_argument("--threads", type=int_arg(1), default=1,
+                    help="encoder/decoder threads of the baselines, >= 1 (default 1)")
+    ap.add_argument("--dnerv-epochs", type=int_arg(1), help="fit epochs of each dnerv point, >= 1 (quick 40, full 300)")
+    ap.add_argument("--budgets", nargs="+", type=float_arg(0, 64, lo_open=True, hi_open=True),
+                    help="dnerv target bpp values, (0, 64) (default 0.04 0.06 0.1 0.2)")
     ap.add_argument("--out", required=True, help="output folder (reused to resume)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap.parse_args(argv)

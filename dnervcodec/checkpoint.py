@@ -23,6 +23,9 @@ import torch
 from .errors import CheckpointError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+DENOISED_NAME = "denoised.pt"  # an encode's cached denoiser output: also work a new run must not overwrite
+CHECKPOINT_FILES = (CHECKPOINT_NAME, DENOISED_NAME)
+IGNORED_SETTINGS = ("checkpoint_minutes",)  # how often to save does not change what is computed
 
 
 def frames_digest(frames: np.ndarray) -> str:
@@ -40,6 +43,76 @@ def tensors_digest(tensors: list) -> str:
     return h.hexdigest()
 
 
+def _flatten(value: object, path: str = "") -> dict[str, object]:
+    """{'fit_cfg.epochs': 50, ...}: nested dicts as dotted paths; tuples read as lists (as a round trip may)."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{path}.{k}" if path else str(k)))
+        return out
+    return {path: list(value) if isinstance(value, tuple) else value}
+
+
+def _short(value: object, width: int = 28) -> str:
+    text = "none" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def config_diff(stored: dict, current: dict, ignore: tuple[str, ...] = IGNORED_SETTINGS, limit: int = 4) -> list[str]:
+    """'epochs 50 -> 100' for each setting in which two run identities differ (stored first), at most `limit`
+    and a count of the rest; a differing input digest reads as 'the input frames'. Empty when they agree."""
+    old, new = _flatten(stored), _flatten(current)
+    keys = [k for k in dict.fromkeys([*new, *old]) if k.rsplit(".", 1)[-1] not in ignore and old.get(k) != new.get(k)]
+    inputs, settings = [], []  # another input explains everything else, so it comes first
+    for key in keys:
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf == "digest":
+            inputs.append("the input frames (another input, --start, --frames or --resolution)")
+        elif leaf == "start":
+            inputs.append("the model it starts from")
+        else:
+            name = key.split(".", 1)[-1] if "." in key else key
+            settings.append(f"{name} {_short(old.get(key))} -> {_short(new.get(key))}")
+    out = list(dict.fromkeys(inputs + settings))
+    return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])
+
+
+def run_mismatch(state: dict, identity: dict) -> str | None:
+    """Why a checkpoint's stored identity is not this run's (naming the settings that differ), or None."""
+    diff = config_diff({k: state.get(k) for k in identity}, identity)
+    if not diff:
+        return None
+    return ("with other settings (checkpoint -> now): " + ", ".join(diff) +
+            "; use the same options and input, or --restart to discard it")
+
+
+def checkpoints_in(run_dir: str | os.PathLike) -> list[Path]:
+    """Every checkpoint file in a run folder and its stage subfolders (prune/, qat/, denoise/)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for name in CHECKPOINT_FILES for p in root.rglob(name) if p.is_file())
+
+
+def check_run_dir(run_dir: str | os.PathLike, resume: bool, restart: bool) -> str | None:
+    """The rule of every resumable command, checked before any work: a checkpoint is never overwritten by a
+    run that was not told what to do with it. Raises CheckpointError for a checkpoint without --resume or
+    --restart; returns a note for --resume without a checkpoint (the run then starts from the beginning)."""
+    found = checkpoints_in(run_dir)
+    if found and not (resume or restart):
+        raise CheckpointError(f"{run_dir} holds the checkpoint of an earlier run: add --resume to continue it, "
+                              "or --restart to discard it")
+    if resume and not found:
+        return f"no checkpoint in {run_dir} to resume: starting from the beginning"
+    return None
+
+
+def discard_checkpoints(run_dir: str | os.PathLike) -> None:
+    """--restart: delete the run folder's checkpoint files (and nothing else), so no stage resumes from them."""
+    for path in checkpoints_in(run_dir):
+        path.unlink(missing_ok=True)
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic: write to a side file, then rename over the old checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +125,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged checkpoint is a user-facing problem, not a crash
-        raise CheckpointError(f"cannot read checkpoint {path}: {e.__class__.__name__}; delete it to start over") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.__class__.__name__}; use --restart to discard it") from None
 
 
 class StopAtStepBoundary:
@@ -95,9 +168,9 @@ class Checkpointer:
         if not resume or self.path is None or not self.path.exists():
             return None
         state = load_checkpoint(self.path)
-        if state.get("key") != self.key:
-            raise CheckpointError(f"{self.path} was written for other settings or another input; use the same "
-                                  "options and input, or delete it to start over")
+        why = run_mismatch(state.get("key") if isinstance(state.get("key"), dict) else {}, self.key)
+        if why:
+            raise CheckpointError(f"{self.path} was written {why}")
         return state
 
     def restore_training(self, resume: bool, net: torch.nn.Module, opt: torch.optim.Optimizer) -> dict | None:

@@ -11,35 +11,72 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import DnervError
+from .options import (DefaultsFormatter, OneLineParser, budget_arg, device_arg, diff_stride_arg, float_arg,
+                      float_range, int_arg, int_range, resolution_arg)
+from .wording import duration, plural
 
 RUN_MODEL = "model.pt"
 RUN_REPORT = "report.json"
 RUN_FRAMES_CSV = "per_frame_psnr.csv"
+MAX_SEED = 2**32 - 1
+DENOISE_ITERS = "stbn 1500, vdp 3000"  # STBN.iters and VDP.iters; tests/test_cli_options.py checks them
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file, folder of images, or sample:bunny / sample:bikes / sample:carphone")
-    p.add_argument("--resolution", help="HEIGHTxWIDTH: centre-crop to this aspect, then area-resize (e.g. 160x320)")
-    p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
-    p.add_argument("--frames", type=int, default=None, help="number of frames to read (default: all)")
+    p.add_argument("--resolution", type=resolution_arg, metavar="HxW",
+                   help="centre-crop to this aspect, then area-resize, e.g. 160x320 (default: the source size)")
+    _add_range_options(p, "read")
+
+
+def _add_range_options(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("--start", type=int_arg(0), default=0, metavar="S", help=f"first frame to {verb}, >= 0")
+    p.add_argument("--frames", type=int_arg(1), default=None, metavar="N",
+                   help=f"number of frames to {verb}, >= 1; the range must lie inside the clip (default: to the end)")
+
+
+def _add_run_options(p: argparse.ArgumentParser, what: str) -> None:
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help=f"continue from the checkpoint in {what}")
+    again.add_argument("--restart", action="store_true",
+                       help=f"discard the checkpoint in {what} and start from the beginning")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--size", default=None, help="stored values, embeddings counted: 85k, 0.35M (default 0.1 bpp)")
-    budget.add_argument("--bpp", type=float, default=None, help="target bits per pixel before entropy coding: stored values x --bits (8 for fit) / pixels")
+    budget.add_argument("--size", type=budget_arg, default=None, metavar="VALUES",
+                        help="stored values, embeddings counted: 85k, 0.35M; 1k to 1000M (default: from --bpp)")
+    budget.add_argument("--bpp", type=float_arg(0, 64, lo_open=True, hi_open=True), default=None,
+                        help="target bits per pixel before entropy coding: stored values x --bits (8 for fit) "
+                             f"/ pixels; {float_range(0, 64, True, True)} (default: 0.1)")
     p.add_argument("--no-diff", action="store_true", help="drop the diff stream (HNeRV-style ablation, same budget)")
-    p.add_argument("--diff-stride", type=int, default=None, help="diff embedding at 1/N of the frame (default: auto)")
-    p.add_argument("--epochs", type=int, default=50, help="fitting epochs (default 50, about 4 min at 160x320 here; the paper uses 300)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--loss", choices=["l2", "l1ssim"], default="l2")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the run folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--diff-stride", type=diff_stride_arg, default=None, metavar="N",
+                   help="diff embedding at 1/N of the frame; N a product of at most three strides of 2..5, "
+                        "e.g. 16, 32, 64 (default: chosen by the sizing)")
+    p.add_argument("--epochs", type=int_arg(1), default=50, metavar="N",
+                   help="fitting epochs, >= 1 (default: %(default)s; the paper uses 300)")
+    p.add_argument("--lr", type=float_arg(0, lo_open=True), default=1e-3, help="peak learning rate, > 0")
+    p.add_argument("--batch-size", type=int_arg(1), default=1, metavar="N", help="frames per optimizer step, >= 1")
+    p.add_argument("--loss", choices=["l2", "l1ssim"], default="l2",
+                   help="l2 (MSE) or l1ssim (0.7 L1 + 0.3 (1 - SSIM), as NeRV)")
+    _add_seed_device(p, "auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--checkpoint-minutes", type=float_arg(0, lo_open=True), default=5.0, metavar="M",
+                   help="minutes between checkpoints in the run folder, > 0")
+
+
+def _add_seed_device(p: argparse.ArgumentParser, device: str, device_help: str) -> None:
+    p.add_argument("--seed", type=int_arg(0, MAX_SEED), default=0,
+                   help=f"seed of every random choice, {int_range(0, MAX_SEED)}: the same seed and machine give "
+                        "the same result")
+    p.add_argument("--device", type=device_arg, default=device, help=device_help)
+
+
+def _add_sigma(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sigma", type=float_arg(0, 255, lo_open=True), default=None,
+                   help=f"noise level on the 0-255 scale, {float_range(0, 255, True)} (default: estimated from the clip)")
 
 
 def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
@@ -48,86 +85,154 @@ def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dnerv", description="DNeRV neural video codec")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="dnerv", description="DNeRV neural video codec", formatter_class=DefaultsFormatter)
+    parser.add_argument("--version", action="version", version=f"dnerv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = {}
 
-    p = sub.add_parser("fit", help="fit a DNeRV model to a clip and report per-frame PSNR")
+    def command(name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+        commands[name] = sub.add_parser(name, help=help, description=help, formatter_class=DefaultsFormatter,
+                                        **kwargs)
+        return commands[name]
+
+    p = command("fit", "fit a DNeRV model to a clip and report per-frame PSNR")
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="run folder: model, report, checkpoint")
     _add_overwrite_option(p)
+    _add_run_options(p, "the run folder")
 
-    p = sub.add_parser("encode", help="compress a clip into one .dnerv file")
+    p = command("encode", "compress a clip into one .dnerv file")
     _add_input_options(p)
     _add_model_options(p)
     p.add_argument("-o", "--output", required=True, help="the .dnerv file to write")
     _add_overwrite_option(p)
-    p.add_argument("--prune", type=float, default=0.0, help="fraction of decoder parameters to remove by structured channel pruning (e.g. 0.1)")
-    p.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning epochs after pruning (default 20%% of --epochs)")
-    p.add_argument("--bits", type=int, default=8, help="quantization bits for weights and embeddings (2..16)")
-    p.add_argument("--qat-epochs", type=int, default=0,
-                   help="quantization-aware fine-tuning of the stored decoder and embeddings (epochs; default 0)")
-    p.add_argument("--qat-lr", type=float, default=None, help="peak learning rate of that fine-tuning (default lr/10)")
-    p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
+    p.add_argument("--prune", type=float_arg(0, 1, hi_open=True), default=0.0, metavar="R",
+                   help="fraction of decoder parameters removed by structured channel pruning, "
+                        f"{float_range(0, 1, hi_open=True)}, e.g. 0.1")
+    p.add_argument("--prune-epochs", type=int_arg(0), default=None, metavar="N",
+                   help="fine-tuning epochs after pruning, >= 0 (default: 20%% of --epochs, at least 1)")
+    p.add_argument("--bits", type=int_arg(2, 16), default=8, metavar="B",
+                   help="quantization bits of weights and embeddings, 2..16")
+    p.add_argument("--qat-epochs", type=int_arg(0), default=0, metavar="N",
+                   help="epochs of quantization-aware fine-tuning of the stored decoder and embeddings, >= 0")
+    p.add_argument("--qat-lr", type=float_arg(0, lo_open=True), default=None, metavar="LR",
+                   help="peak learning rate of that fine-tuning, > 0 (default: --lr / 10)")
+    p.add_argument("--rd-epochs", type=int_arg(0), default=None, metavar="N",
+                   help="epochs of rate-distortion fine-tuning (learned quantization steps, MSE + lambda * rate, "
+                        "the file aimed at --bpp/--size), >= 0; 0 = min/max quantization at --bits "
+                        "(default: the EncodeConfig default, see README)")
+    p.add_argument("--lambda", dest="rd_lambda", type=float_arg(0, lo_open=True), default=None, metavar="L",
+                   help="fixed rate-distortion trade-off (MSE + L * bpp), > 0, instead of aiming at --bpp/--size "
+                        "(default: none, lambda follows the target size)")
+    p.add_argument("--value-bits", type=float_arg(1, 16), default=None, metavar="B",
+                   help="bits a stored value is expected to cost, which sizes the model for the target file, "
+                        f"{float_range(1, 16)} (default: the EncodeConfig default, see README)")
+    p.add_argument("--run-dir", metavar="DIR", help="checkpoint folder (default: OUTPUT.run, removed after success)")
     p.add_argument("--denoise", choices=["none", "stbn", "nlm", "vdp"], default="none",
                    help="denoise the clip before encoding (self-supervised stbn/vdp, or OpenCV non-local means)")
-    p.add_argument("--sigma", type=float, default=None, help="noise level on 0-255 for --denoise (default: estimated)")
-    p.add_argument("--denoise-iters", type=int, default=None, help="training iterations of the learned denoiser")
+    _add_sigma(p)
+    p.add_argument("--denoise-iters", type=int_arg(1), default=None, metavar="N",
+                   help=f"training iterations of stbn or vdp, >= 1 (default: {DENOISE_ITERS})")
+    _add_run_options(p, "the run folder")
 
-    p = sub.add_parser("denoise", help="denoise a clip with a self-supervised video denoiser")
+    p = command("denoise", "denoise a clip with a self-supervised video denoiser")
     _add_input_options(p)
     p.add_argument("-o", "--output", required=True, help=".mkv, .mp4, .y4m or DIR/ (lossless)")
     _add_overwrite_option(p)
-    p.add_argument("--method", choices=["stbn", "nlm", "vdp"], default="stbn")
-    p.add_argument("--sigma", type=float, default=None, help="noise level on 0-255 (default: estimated)")
-    p.add_argument("--iters", type=int, default=None, help="training iterations (learned methods)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--run-dir", help="checkpoint folder (default: OUTPUT.run, removed after success)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--method", choices=["stbn", "nlm", "vdp"], default="stbn",
+                   help="stbn (blind-spot network), vdp (video dynamics prior) or nlm (OpenCV non-local means)")
+    _add_sigma(p)
+    p.add_argument("--iters", type=int_arg(1), default=None, metavar="N",
+                   help=f"training iterations of stbn or vdp, >= 1 (default: {DENOISE_ITERS})")
+    _add_seed_device(p, "auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--run-dir", metavar="DIR", help="checkpoint folder (default: OUTPUT.run, removed after success)")
+    _add_run_options(p, "the run folder")
 
-    p = sub.add_parser("decode", help="rebuild the video from a .dnerv file")
+    p = command("decode", "rebuild the video from a .dnerv file")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("-o", "--output", required=True,
                    help=".mkv (FFV1), .mp4 (lossless x264rgb), .y4m, DIR/ for PNGs, or - for y4m on stdout")
     _add_overwrite_option(p)
-    p.add_argument("--start", type=int, default=0, help="first frame to decode")
-    p.add_argument("--frames", type=int, default=None, help="number of frames to decode (default: to the end)")
-    p.add_argument("--device", default="cpu", help="cpu (default, bit-exact on one machine), cuda or auto")
+    _add_range_options(p, "decode")
+    p.add_argument("--device", type=device_arg, default="cpu",
+                   help="cpu (bit-exact on one machine), cuda, cuda:N or auto")
 
-    p = sub.add_parser("info", help="describe a .dnerv file: version, video, decoder, bytes of each part")
+    p = command("info", "describe a .dnerv file: version, video, decoder, bytes of each part")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     sub.add_parser("bench", help="rate-distortion benchmark against x264/x265: the options of python -m bench.rd",
                    add_help=False)
+    parser.set_defaults(_commands=commands)
     return parser
 
 
-def _read(args: argparse.Namespace):
-    from .video import parse_resolution, read_video
+def options_markdown(parser: argparse.ArgumentParser | None = None) -> str:
+    """The README's table of every option, its help and default exactly as `--help` prints them (a test
+    keeps the two equal): one row per option and wording, naming the commands that take it."""
+    parser = parser or build_parser()
+    rows: dict[tuple[str, str], list[str]] = {}
+    for name, sub in parser.get_default("_commands").items():
+        formatter = sub.formatter_class(sub.prog)
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            text = formatter._get_help_string(action) % {"default": action.default}
+            flag = ", ".join(action.option_strings)
+            if action.choices:
+                flag += " {" + ",".join(map(str, action.choices)) + "}"
+            elif action.nargs != 0:
+                flag += f" {action.metavar or action.dest.upper()}"
+            rows.setdefault((flag, text.replace("|", "\\|")), []).append(name)
+    lines = ["| option | commands | what it does (default) |", "| --- | --- | --- |"]
+    lines += [f"| `{flag}` | {' '.join(names)} | {text} |" for (flag, text), names in rows.items()]
+    return "\n".join(lines)
 
-    resolution = parse_resolution(args.resolution) if args.resolution else None
-    return read_video(args.input, resolution, args.start, args.frames)
+
+def check_combinations(args: argparse.Namespace) -> None:
+    """Options that are each valid but meaningless together: refused, as a typo would be."""
+    p = args._commands[args.command]
+    if args.command == "encode":
+        if args.prune_epochs is not None and args.prune == 0:
+            p.error("--prune-epochs needs --prune above 0")
+        if args.qat_lr is not None and args.qat_epochs == 0:
+            p.error("--qat-lr needs --qat-epochs above 0")
+        if args.denoise == "none" and (args.sigma is not None or args.denoise_iters is not None):
+            p.error(f"--{'sigma' if args.sigma is not None else 'denoise-iters'} needs --denoise")
+        if args.denoise == "nlm" and args.denoise_iters is not None:
+            p.error("--denoise-iters applies to stbn and vdp; nlm is not trained")
+    if args.command == "denoise" and args.method == "nlm" and args.iters is not None:
+        p.error("--iters applies to stbn and vdp; nlm is not trained")
+
+
+def _read(args: argparse.Namespace):
+    from .video import read_video
+
+    video = read_video(args.input, args.resolution, args.start, args.frames)
+    for note in video.notes:
+        print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
+    return video
 
 
 def _sizing(args: argparse.Namespace, num_frames: int, height: int, width: int):
     from .models.sizing import budget_from_bpp, parse_budget, size_model
 
+    per_frame = None
     if args.size is not None:
         budget = parse_budget(args.size)
     else:
         budget = budget_from_bpp(args.bpp if args.bpp is not None else 0.1, num_frames, height, width)
-    return size_model(height, width, num_frames, budget, use_diff=not args.no_diff, diff_stride=args.diff_stride)
+        per_frame = budget / num_frames
+    return size_model(height, width, num_frames, budget, use_diff=not args.no_diff, diff_stride=args.diff_stride,
+                      budget_per_frame=per_frame)
 
 
 def _fit_config(args: argparse.Namespace):
     from .fit import FitConfig
 
-    kwargs = {} if args.lr is None else {"lr": args.lr}
-    return FitConfig(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss, seed=args.seed,
-                     checkpoint_minutes=args.checkpoint_minutes, **kwargs)
+    return FitConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, loss=args.loss, seed=args.seed,
+                     checkpoint_minutes=args.checkpoint_minutes)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -140,17 +245,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     run = Path(args.output)
     _check_fit_output(args)
+    _check_run_dir(args, run)
     video = _read(args)
     T, H, W, _ = video.frames.shape
     sizing = _sizing(args, T, H, W)
     fit_cfg = _fit_config(args)
     dec = sizing.config.decoder
     print(
-        f"{T} frames {H}x{W}; budget {sizing.budget} values, model stores {sizing.stored} "
+        f"{plural(T, 'frame')} {H}x{W}; budget {sizing.budget} values, model stores {sizing.stored} "
         f"(decoder {decoder_params(dec)}, embeddings {sizing.stored - decoder_params(dec)}); "
         f"strides {list(dec.strides)}, diff {'off' if not dec.diff_ch else f'1/{dec.diff_stride}'}",
         file=sys.stderr,
     )
+    _start_run(args, run)
     result = fit(video.frames, sizing.config, fit_cfg, args.device, run, args.resume, not args.quiet)
     run.mkdir(parents=True, exist_ok=True)
     model = {"model_cfg": sizing.config.to_dict(), "state": result.model.state_dict()}
@@ -175,7 +282,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     write_file_atomic(run / RUN_FRAMES_CSV, lambda tmp: np.savetxt(
         tmp, np.c_[np.arange(T), result.per_frame_psnr], fmt=["%d", "%.4f"], delimiter=",",
         header="frame,psnr_db", comments=""), args.overwrite)
-    print(f"PSNR {result.psnr:.2f} dB after {fit_cfg.epochs} epochs in {result.seconds / 60:.1f} min; "
+    print(f"PSNR {result.psnr:.2f} dB after {plural(fit_cfg.epochs, 'epoch')} in {duration(result.seconds)}; "
           f"saved {run / RUN_MODEL}, {run / RUN_REPORT}, {run / RUN_FRAMES_CSV}")
     return 0
 
@@ -210,6 +317,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .outputs import run_folder, write_bytes_atomic
 
     _check_file_output(args)
+    _check_run_dir(args, _run_dir(args))
     with run_folder(_run_dir(args), remove_on_success=not args.run_dir) as run_dir:
         report = _encode(args, run_dir)
         write_bytes_atomic(args.output, report.data, args.overwrite)
@@ -218,12 +326,15 @@ def cmd_encode(args: argparse.Namespace) -> int:
     decoded, _ = decode(report.data)
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
-    if report.psnr_qat is not None:
+    if report.predicted_bits is not None:
+        pruned += (f", rate-distortion tuned {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB, "
+                   f"predicted {report.predicted_bits / 8:.0f} bytes")
+    elif report.psnr_qat is not None:
         pruned += f", {args.bits}-bit {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB by QAT"
     against = f" against the {args.denoise}-denoised input" if args.denoise != "none" else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
-          f"(float model {report.psnr_fit:.2f} dB{pruned}); {T} frames {H}x{W}, "
-          f"encode {sum(report.timings.values()) / 60:.1f} min")
+          f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}, "
+          f"encode {duration(sum(report.timings.values()))}")
     return 0
 
 
@@ -238,16 +349,40 @@ def _encode(args: argparse.Namespace, run_dir: Path):
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
         fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
-        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **_rd_options(args),
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
+    _start_run(args, run_dir)
     return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+
+
+def _rd_options(args: argparse.Namespace) -> dict:
+    """Rate-distortion settings given on the command line; the rest keep EncodeConfig's defaults."""
+    given = {"rd_epochs": args.rd_epochs, "rd_lambda": args.rd_lambda, "value_bits": args.value_bits}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
     """--run-dir (always kept), or OUTPUT.run beside the output (removed after success if this program made it)."""
     out = Path(args.output)
     return Path(args.run_dir) if args.run_dir else out.with_name(out.name + ".run")
+
+
+def _check_run_dir(args: argparse.Namespace, run_dir: Path) -> None:
+    """Before any reading: refuse to run over an earlier run's checkpoint unless told (--resume/--restart)."""
+    from .checkpoint import check_run_dir
+
+    note = check_run_dir(run_dir, args.resume, args.restart)
+    if note:
+        print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
+
+
+def _start_run(args: argparse.Namespace, run_dir: Path) -> None:
+    """Once the input has been read: --restart discards the old checkpoints, so no stage resumes from them."""
+    from .checkpoint import discard_checkpoints
+
+    if args.restart:
+        discard_checkpoints(run_dir)
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
@@ -258,14 +393,16 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .video import check_output_path, write_video
 
     check_output_path(args.output, args.overwrite)
+    _check_run_dir(args, _run_dir(args))
     t0 = time.perf_counter()
     with run_folder(_run_dir(args), remove_on_success=not args.run_dir) as run_dir:
         video = _read(args)
+        _start_run(args, run_dir)
         denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
         clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
         path = write_video(args.output, clean, video.rate, args.overwrite)
-    print(f"{path}: {clean.shape[0]} frames {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(f"{path}: {plural(clean.shape[0], 'frame')} {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
+          f"in {duration(time.perf_counter() - t0)}")
     return 0
 
 
@@ -282,7 +419,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if not to_stdout:
         check_output_path(args.output, args.overwrite)
     frames, header = decode(args.input, args.start, args.frames, args.device)
-    shape = f"{frames.shape[0]} frames {frames.shape[1]}x{frames.shape[2]}"
+    shape = f"{plural(frames.shape[0], 'frame')} {frames.shape[1]}x{frames.shape[2]}"
     if to_stdout:  # stdout carries the video and nothing else; the summary goes to stderr
         sys.stdout.flush()
         write_y4m_stream(sys.stdout.buffer, frames, header_rate(header["video"]))
@@ -321,7 +458,10 @@ def cmd_bench(rest: list[str]) -> int:
     except ModuleNotFoundError as e:
         print(f"dnerv bench: error: {bench_missing(e.name)}", file=sys.stderr)
         return 2
-    return rd_main(rest)
+    try:
+        return rd_main(rest)
+    except SystemExit as e:  # its --help, or a bad option (already reported on one line)
+        return e.code if isinstance(e.code, int) else 0
 
 
 COMMANDS = {"fit": cmd_fit, "encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "denoise": cmd_denoise}
@@ -332,7 +472,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         return cmd_bench(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # named by the subcommand, whose --help lists what it takes
+            args._commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        check_combinations(args)
+    except SystemExit as e:  # --help, --version, or a bad option (already reported on one line)
+        return e.code if isinstance(e.code, int) else 0
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe must fail here, inside the handlers, not at interpreter exit

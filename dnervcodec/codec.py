@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .bitstream import Container, quantize_tensor, decode_segment, encode_quantized_segment, read_container, write_container
-from .checkpoint import Checkpointer, frames_digest
+from .bitstream import Container, decode_segment, encode_quantized_segment, quantize_tensor, read_container, write_container
+from .checkpoint import DENOISED_NAME, Checkpointer, frames_digest
 from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
 from .device import resolve_device
@@ -28,6 +28,7 @@ from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
 from .rate import header_fields, header_rate
 from .qat import qat_config, tune_quantized
+from .ranges import frame_range
 from .rd import rd_tune
 from .video import Video, read_video
 
@@ -150,7 +151,7 @@ def denoise_frames(frames: np.ndarray, cfg: EncodeConfig, run_dir: str | os.Path
     key = {"method": cfg.denoise, "sigma": cfg.denoise_sigma, "iters": cfg.denoise_iters, "seed": cfg.fit.seed,
            "digest": frames_digest(frames)}
     work = Path(run_dir) / "denoise" if run_dir is not None else None
-    cache = Checkpointer(work, key, name="denoised.pt")
+    cache = Checkpointer(work, key, name=DENOISED_NAME)
     done = cache.restore(resume)
     if done is not None:
         return done["frames"].numpy()
@@ -192,7 +193,9 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         timings["denoise"] = time.perf_counter() - t0
         extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
                                        "seconds": timings["denoise"]}).encode()
-    sizing = size_model(H, W, T, model_budget(cfg, T, H, W), cfg.use_diff, cfg.diff_stride)
+    budget = model_budget(cfg, T, H, W)
+    sizing = size_model(H, W, T, budget, cfg.use_diff, cfg.diff_stride,
+                        budget_per_frame=budget / T if cfg.size is None else None)
     device = resolve_device(cfg.device)
 
     fitted = fit(frames, sizing.config, cfg.fit, device, run_dir, resume, progress, desc="fit")
@@ -390,10 +393,7 @@ def decode(
     else:
         data = source
     info = parse(data)
-    T = info.video["frames"]
-    stop = T if num_frames is None else start + num_frames
-    if not 0 <= start < stop <= T:
-        raise ConfigError(f"frame range {start}..{stop - 1} is outside the clip's {T} frames")
+    start, stop = frame_range(start, num_frames, info.video["frames"])
     dev = resolve_device(device)
     parts = []
     for seg in info.segments:

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import CHECKPOINT_NAME, StopAtStepBoundary, frames_digest, load_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINT_NAME, StopAtStepBoundary, frames_digest, load_checkpoint, run_mismatch,
+                         save_checkpoint)
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, FitInterrupted
 from .metrics import gaussian_window, psnr_from_mse, ssim_parts
@@ -149,7 +150,7 @@ def train(
     device: torch.device,
     run_dir: str | os.PathLike | None,
     identity: dict,
-    same_run: Callable[[dict], str | None],
+    same_run: Callable[[dict, dict], str | None],
     resume: bool = False,
     progress: bool | Progress = True,
     stop_after_steps: int | None = None,
@@ -161,8 +162,8 @@ def train(
     one progress stage, checkpoints, Ctrl-C between steps. Returns (history per epoch, seconds).
 
     `forward(frame indices) -> (output, target)`. A checkpoint holds `identity` (what makes the run this
-    run, e.g. configs and an input digest) and the state of `module` and the optimizer; `same_run(state)`
-    returns why a checkpoint does not belong to this run, or None when it does.
+    run, e.g. configs and an input digest) and the state of `module` and the optimizer; `same_run(state,
+    identity)` returns why a checkpoint does not belong to this run, or None when it does.
     `param_groups` (each with an `lr_scale`) give parameters their own peak learning rate on the same
     schedule; `penalty()` returns a term added to every step's loss (the rate of a rate-distortion fit)
     and numbers to show on the progress line.
@@ -176,7 +177,7 @@ def train(
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        why = same_run(state)
+        why = same_run(state, identity)
         if why:
             raise CheckpointError(f"{ckpt_path} was written {why}")
         module.load_state_dict(state["model"])
@@ -289,18 +290,7 @@ def fit(
         cur, diff = clip.batch(idx, with_diff)
         return model(cur, diff), cur
 
-    def same_run(state: dict) -> str | None:
-        try:
-            same = ModelConfig.from_dict(state["model_cfg"]) == model_cfg and FitConfig.from_dict(state["fit_cfg"]) == cfg
-        except (KeyError, TypeError, ValueError, ConfigError):
-            same = False
-        if not same:
-            return "by a fit with other settings; use the same options"
-        if state.get("digest") != digest:
-            return "for other frames; use the same input and range"
-        return None
-
     identity = {"model_cfg": model_cfg.to_dict(), "fit_cfg": cfg.to_dict(), "digest": digest}
-    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, same_run, resume, progress,
+    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, run_mismatch, resume, progress,
                              stop_after_steps, desc)
     return FitResult(model, evaluate(model, clip), history, seconds)

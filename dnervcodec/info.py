@@ -11,6 +11,7 @@ from .codec import parse
 from .errors import InputError
 from .metrics import bpp
 from .models.dnerv import decoder_params
+from .wording import duration, plural
 
 PARTS = ("decoder weights", "content embeddings", "diff embeddings", "header and container", "ancillary")
 
@@ -81,7 +82,7 @@ def format_info(info: dict) -> str:
     v = info["video"]
     lines = [
         f"{info['file']}: dnerv format {info['format_version']}, written by {info['encoder']}",
-        f"video: {v['frames']} frames {v['height']}x{v['width']} at {v['fps']:g} fps "
+        f"video: {plural(v['frames'], 'frame')} {v['height']}x{v['width']} at {v['fps']:g} fps "
         f"(source {v['source_size'][0]}x{v['source_size'][1]}, first frame {v.get('start', 0)})",
         f"coding: {', '.join(f'{k} {val}' for k, val in info['coding'].items())}",
         f"size: {info['bytes']} bytes, {info['bpp']:.4f} bpp",
@@ -111,4 +112,4 @@ def format_info(info: dict) -> str:
 def _seconds(value: object) -> str:
     if not isinstance(value, (int, float)):
         return "?"
-    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+    return duration(value)

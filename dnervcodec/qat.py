@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from .checkpoint import frames_digest, tensors_digest
+from .checkpoint import frames_digest, run_mismatch, tensors_digest
 from .compress.quant import check_bits, fake_quantize, quantize_embedding
 from .device import resolve_device
 from .errors import ConfigError
@@ -123,12 +123,7 @@ def tune_quantized(
     identity = {"qat_cfg": cfg.to_dict(), "bits": bits, "digest": frames_digest(frames),
                 "start": start}
 
-    def same_run(state: dict) -> str | None:
-        if {k: state.get(k) for k in identity} != identity:
-            return "by another fine-tuning run; use the same options and input"
-        return None
-
-    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, same_run, resume,
+    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, run_mismatch, resume,
                              progress, desc="qat")
     after = quantized_psnr(model, clip)
     decoder, content, diff = model.export()

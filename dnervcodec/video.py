@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,8 @@ from .outputs import (  # noqa: F401  (write_bytes_atomic is re-exported: bench 
     write_file_atomic,
     write_frame_folder,
 )
+from .ranges import check_range_options, frame_range
+from .options import MAX_PIXELS_PER_FRAME, parse_resolution  # noqa: F401  (parsed without PyAV, re-exported)
 from .rate import as_rate
 
 SAMPLES = {
@@ -36,7 +39,6 @@ SAMPLES = {
     "carphone": "carphone_pristine.mp4",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MAX_PIXELS_PER_FRAME = 8192 * 8192
 TEXT_DEMUXERS = {"tty"}  # FFmpeg renders any text file as "ANSI art" video: that is not a video
 DEFAULT_RATE = Fraction(25)  # a folder of images, or a stream that declares no rate
 # Matroska keeps frame durations in whole nanoseconds, and FFmpeg reads its rate back with terms of at most
@@ -55,12 +57,24 @@ class Video:
     frames: np.ndarray  # uint8 [T, H, W, 3]
     fps: float
     source_size: tuple[int, int]  # (H, W) before crop/resize
+    notes: tuple[str, ...] = ()  # what reading changed or dropped (audio, alpha, variable timing), one line each
     rate: Fraction | None = None
 
     def __post_init__(self) -> None:
         rate = as_rate(self.fps if self.rate is None else self.rate)
         object.__setattr__(self, "rate", rate)
         object.__setattr__(self, "fps", float(rate))
+
+
+_NOTES: ContextVar[list[str] | None] = ContextVar("dnervcodec_read_notes", default=None)
+VFR_TOLERANCE = 0.02  # a frame interval this far from the first one (and more than one tick) is variable timing
+
+
+def _note(text: str) -> None:
+    """Record a one-line note for the read_video call in progress (decoders of single files report here)."""
+    notes = _NOTES.get()
+    if notes is not None and text not in notes:
+        notes.append(text)
 
 
 def sample_path(name: str) -> Path:
@@ -90,17 +104,6 @@ def resolve_input(source: str | os.PathLike) -> Path:
             return sample_path(text)
         raise InputError(f"input not found: {text}")
     return path
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    """'160x320' -> (160, 320): height first, as the NeRV papers write sizes."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"resolution '{text}' is not HEIGHTxWIDTH, e.g. 160x320") from None
-    if h <= 0 or w <= 0 or h * w > MAX_PIXELS_PER_FRAME:
-        raise ConfigError(f"resolution '{text}' is out of range")
-    return h, w
 
 
 def centre_crop_box(h: int, w: int, aspect: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -154,10 +157,18 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], Fraction]:
         container.close()
         raise InputError(f"{path}: frames of {stream.codec_context.width}x{stream.codec_context.height} are too large")
     rate = _stream_rate(stream)
+    _note_dropped(container, stream)
 
     def frames() -> Iterator[np.ndarray]:
+        first_step, last_pts = None, None
         try:
             for frame in container.decode(stream):
+                if frame.pts is not None and last_pts is not None:
+                    step, last_pts = frame.pts - last_pts, frame.pts
+                    first_step = step if first_step is None else first_step
+                    if abs(step - first_step) > max(1, VFR_TOLERANCE * abs(first_step)):
+                        _note(f"variable frame rate: the timing becomes constant, {float(rate):g} fps")
+                last_pts = frame.pts if last_pts is None else last_pts
                 yield frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
             raise InputError(f"{path}: the video is damaged ({getattr(e, 'strerror', None) or e})") from None
@@ -182,6 +193,17 @@ def image_files(path: Path) -> list[Path]:
     files = [p for p in path.iterdir()
              if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
     return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _note_dropped(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+    """One note for each thing of the file that a .dnerv file cannot hold: audio, alpha."""
+    audio = len(container.streams.audio)
+    if audio:
+        _note(f"{'an audio track is' if audio == 1 else f'{audio} audio tracks are'} dropped: "
+              "a .dnerv file holds the picture only")
+    pix_fmt = stream.codec_context.pix_fmt
+    if pix_fmt and any(c.is_alpha for c in av.VideoFormat(pix_fmt).components):
+        _note("the alpha channel is dropped: frames are read as opaque RGB")
 
 
 def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], Fraction]:
@@ -220,24 +242,31 @@ def read_video(
     With a resolution, each frame is centre-cropped to that aspect ratio and area-resized to it: the NeRV
     papers' Bunny (720x1280 -> crop 640x1280 -> downscale) falls out of resolution=(160, 320).
     """
-    if start < 0 or (num_frames is not None and num_frames <= 0):
-        raise ConfigError("frame range must have start >= 0 and a positive number of frames")
+    check_range_options(start, num_frames)
     path = resolve_input(source)
-    frames_iter, rate = _decode_folder(path) if path.is_dir() else _decode_container(path)
-    kept: list[np.ndarray] = []
-    source_size = (0, 0)
-    for index, frame in enumerate(frames_iter):
-        if index < start:
-            continue
-        if num_frames is not None and len(kept) >= num_frames:
-            break
-        source_size = frame.shape[:2]
-        kept.append(_prepare(frame, resolution))
-    if hasattr(frames_iter, "close"):
-        frames_iter.close()
-    if not kept:
-        raise InputError(f"{path}: no frames to read (zero-frame video, or start={start} is past the end)")
-    return Video(np.stack(kept), float(rate), source_size, rate)
+    token = _NOTES.set([])
+    try:
+        frames_iter, rate = _decode_folder(path) if path.is_dir() else _decode_container(path)
+        kept: list[np.ndarray] = []
+        source_size, seen = (0, 0), 0
+        for index, frame in enumerate(frames_iter):
+            seen = index + 1
+            if index < start:
+                continue
+            if num_frames is not None and len(kept) >= num_frames:
+                break
+            source_size = frame.shape[:2]
+            kept.append(_prepare(frame, resolution))
+        if hasattr(frames_iter, "close"):
+            frames_iter.close()
+        notes = tuple(_NOTES.get() or ())
+    finally:
+        _NOTES.reset(token)
+    if not seen:
+        raise InputError(f"{path}: no frames to read (a zero-frame video)")
+    if num_frames is None or len(kept) < num_frames:  # read to the end: the clip's length is known
+        frame_range(start, num_frames, seen)
+    return Video(np.stack(kept), float(rate), source_size, notes, rate)
 
 
 # ---------------------------------------------------------------- writing

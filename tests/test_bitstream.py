@@ -381,6 +381,7 @@ def _with_tensor(data: bytes, which: int, **fields: object) -> bytes:
 def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]) -> None:
     _, data, _ = valid
     f0 = parse_tnsr(split_chunks(data)[3][1])
+    tnsrs = [parse_tnsr(b) for t, b in split_chunks(data) if t == b"TNSR"]
     nq = f0["nq"]
     cases = [
         dict(dims=[1000, 1000, 1000], count=10**9, axis=0xFF, nq=1, scale=f0["scale"][:4], offset=f0["offset"][:4]),
@@ -395,7 +396,7 @@ def test_huge_claims_fail_before_allocating(valid: tuple[Container, bytes, dict]
         dict(alphabet=1 << 17, bits=17),
         dict(bits=1),
         dict(axis=7),
-        dict(model=3),
+        dict(model=3, which=next(i for i, f in enumerate(tnsrs) if f["model"] != 3)),  # uniform, params left over
         dict(model=5),
         dict(index=5),
         dict(segment=1),

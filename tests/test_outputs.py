@@ -189,7 +189,9 @@ def test_encode_keeps_a_run_folder_it_did_not_create(clip_file, tmp_path, capsys
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert (users / "keep.txt").read_text() == "mine"
-    code, _, err = run_cli([*args, "-y"], capsys)  # -y replaces the .dnerv file, still not the folder
+    code, _, err = run_cli([*args, "-y"], capsys)  # the kept folder holds the finished run's checkpoint
+    assert code == 2 and "--restart" in err
+    code, _, err = run_cli([*args, "-y", "--restart"], capsys)  # -y replaces the .dnerv file, still not the folder
     assert code == 0, err
     assert (users / "keep.txt").read_text() == "mine"
 
@@ -201,7 +203,7 @@ def test_fit_replaces_its_results_only_with_y_and_leaves_other_files(clip_file, 
     (run / "notes.txt").write_text("mine")
     code, _, err = run_cli(args, capsys)
     assert one_line_error(code, err, "fit") and "-y" in err, err
-    code, _, err = run_cli([*args, "-y"], capsys)
+    code, _, err = run_cli([*args, "-y", "--restart"], capsys)  # the finished fit's checkpoint needs --restart too
     assert code == 0, err
     assert (run / "notes.txt").read_text() == "mine"
     assert not [p for p in run.iterdir() if p.name.endswith(".part")]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import pytest
 import torch
 
@@ -36,8 +39,39 @@ def test_an_enabled_line_draws_on_stderr(capsys) -> None:
 def test_a_bool_gets_a_bar_of_its_own_that_is_closed() -> None:
     with progress_stage(True, "fit", 4) as bar:
         bar.update(4)
-        assert bar._bar is not None
-    assert bar._bar is None
+        assert bar.open
+    assert not bar.open
+
+
+def lines_of(err: str) -> list[str]:
+    """What a terminal or a log shows: every redraw (after a carriage return) and every line."""
+    return [part.strip() for line in err.split("\n") for part in line.split("\r") if part.strip()]
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_each_stage_ends_on_a_line_of_its_own_and_a_resume_never_gives_a_negative_rate(terminal, capsys,
+                                                                                      monkeypatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    display = Progress(enabled=True, stages=["fit", "prune", "denoise nlm"])
+    with progress_stage(display, "fit", 100, initial=60) as bar:  # resumed at step 60
+        for _ in range(40):
+            bar.update(1, loss=0.01)
+            time.sleep(0.002)
+    with progress_stage(display, "prune", 50) as bar:
+        for _ in range(50):
+            bar.update(1)
+            time.sleep(0.002)
+    with progress_stage(display, "denoise nlm", 6) as bar:  # a short stage, as nlm on a small clip
+        for _ in range(6):
+            bar.update(1)
+    display.close()
+    shown = lines_of(capsys.readouterr().err)
+    assert not any("-" in line.split("|")[-1] for line in shown), shown  # no "<-00:00", no "-170760.47step/s"
+    finals = [line for line in shown if "100%" in line]
+    assert [line.split(":")[0] for line in finals] == ["[1/3] fit", "[2/3] prune", "[3/3] denoise nlm"]
+    assert "100/100" in finals[0] and "50/50" in finals[1] and "6/6" in finals[2]
+    if not terminal:  # a log gets exactly one line per short stage
+        assert shown == finals
 
 
 def test_checkpointer_refuses_another_runs_checkpoint(tmp_path) -> None:
@@ -50,6 +84,24 @@ def test_checkpointer_refuses_another_runs_checkpoint(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="other settings"):
         other.restore(resume=True)
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="delete it"):
+    with pytest.raises(CheckpointError, match="--restart to discard it"):
         ckpt.restore(resume=True)
     assert Checkpointer(None, {}).restore(resume=True) is None and not Checkpointer(None, {}).due()
+
+
+def test_encode_with_nlm_shows_each_stage_once_and_complete(tmp_path, capsys) -> None:
+    """Issue 17: `encode --denoise nlm` printed its denoise line twice and never reached 100%."""
+    from dnervcodec.cli import main
+    from dnervcodec.video import write_video
+    from tests.conftest import moving_shapes
+
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(6, 32, 64))
+    code = main(["encode", str(clip), "--denoise", "nlm", "--sigma", "5", "--size", "20k", "--epochs", "1",
+                 "--device", "cpu", "-o", str(tmp_path / "out.dnerv")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    shown = lines_of(err)
+    assert [line for line in shown if line.startswith("[")] == [
+        line for line in shown if "100%" in line], shown  # a log line per stage, at its end
+    assert [line.split(":")[0] for line in shown if line.startswith("[")] == ["[1/2] denoise nlm", "[2/2] fit"]
+    assert "6/6" in shown[0] and "step/s" in shown[0]

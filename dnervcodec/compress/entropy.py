@@ -3,7 +3,7 @@
 For each tensor the encoder scores these models by their information bits (-sum log2 p of the symbols)
 plus side information, and keeps the cheapest one whose information bits stay within PAYLOAD_TOLERANCE
 (2%) of the symbols' empirical entropy, so every tensor's payload sits at its entropy and the model is
-reported apart as side information:
+reported apart as side information; or the uniform model, the raw bits, where that is cheaper in total:
 
 - ``categorical``: the tensor's own histogram over the used range [lo, hi]. It codes at the empirical
   entropy, so it always qualifies; the table is side information, stored as integer counts with an
@@ -16,8 +16,10 @@ reported apart as side information:
   top symbol, far out in any bell's tails (about 10 bits each). Pinned coding sends the position of each
   group's first 0 and first top symbol instead (log2 of the group size, uniform) and codes the other
   symbols with the bell: a conv weight with 15 values per output channel saves a fifth of its size.
-- ``uniform``: no parameters at all, log2(alphabet) bits a symbol. Chosen only where that is within 2% of
-  the entropy (format 2 also used it for tiny tensors, 70-200% above their entropy).
+- ``uniform``: no parameters at all, log2(alphabet) bits a symbol: the raw values. Chosen where that is
+  within 2% of the entropy, and also wherever it is the cheapest in total, so that no tensor ever costs
+  more than its raw bits (at 12 to 16 bits a histogram of up to 65,536 entries would cost more as side
+  information than the values themselves; on tiny tensors, too, the table outweighs what it saves).
 
 A file codes all tensors of a segment into one stream (:func:`encode_stream`), so the coder's final flush
 is paid once per segment, not once per tensor; :func:`encode_symbols` alone gives a tensor its own words.
@@ -506,7 +508,8 @@ def encode_symbols(
     `axes` (None = the whole tensor): one (mean, scale) per group, pinned extremes per group, or both.
     Every model and variant is scored by its information bits plus side information; the cheapest one
     whose payload stays within PAYLOAD_TOLERANCE of the empirical entropy wins (the histogram model
-    always qualifies). ``model`` forces one model (tests and ablations), without that rule.
+    always qualifies), unless the uniform model (the raw bits) is cheaper still: so a tensor never costs
+    more than count * log2(alphabet) bits. ``model`` forces one model (tests and ablations), without that rule.
     The result carries its own words (a one-tensor stream); with ``own_words=False`` it holds only the
     chosen model (words None), for a caller that codes a segment's tensors in one :func:`encode_stream`.
     """
@@ -543,7 +546,9 @@ def encode_symbols(
             scored.append(replace(coded, info_bits=information_bits(coded, symbols)))
     if model is None:
         ceiling = PAYLOAD_TOLERANCE * empirical_entropy_bits(symbols, alphabet) + 1e-6
+        raw = [c for c in scored if c.model == "uniform"]
         scored = [c for c in scored if c.info_bits <= ceiling]
+        scored += [c for c in raw if c.total_bits < min(s.total_bits for s in scored)]  # the raw-bits bound
     best = min(scored, key=lambda c: c.total_bits)
     if not own_words:
         return replace(best, words=None)

@@ -9,27 +9,16 @@ paper's layout leaves too little for the decoder we move to coarser layouts (dif
 
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .dnerv import ModelConfig, build_config, stored_values
+from ..options import MAX_BUDGET, parse_budget  # noqa: F401  (parsed without torch, re-exported)
+from .dnerv import DecoderConfig, ModelConfig, build_config, decoder_params, stored_values
 from .strides import plan_strides
 
 EMBEDDING_SHARE = 1 / 3  # at most this part of the budget goes to embeddings when choosing a layout
 LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1))  # (diff stride, min content-embedding side), paper first
-MAX_BUDGET = 10**9
-
-
-def parse_budget(text: str) -> int:
-    """'0.35M' -> 350000, '85k' -> 85000, '120000' -> 120000 stored values."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", text or "")
-    if not m:
-        raise ConfigError(f"budget '{text}' is not a number of stored values like 85k, 0.35M or 120000")
-    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
-    if not 1000 <= value <= MAX_BUDGET:
-        raise ConfigError(f"budget '{text}' is out of range (1k to 1000M stored values)")
-    return int(round(value))
 
 
 def budget_from_bpp(bpp: float, num_frames: int, height: int, width: int, bits: int = 8) -> int:
@@ -75,9 +64,13 @@ def size_model(
     use_diff: bool = True,
     diff_stride: int | None = None,
     min_side: int | None = None,
+    budget_per_frame: float | None = None,
     **build_kwargs,
 ) -> Sizing:
     """The widest model whose stored values fit the budget.
+
+    `budget_per_frame` says the budget grows with the clip (a --bpp target gives this many values a
+    frame); it only changes the advice when the budget is too small, as more frames then help, not fewer.
 
     The layout (diff stride, embedding size) is chosen with the diff stream counted even when
     `use_diff=False`, so that the no-diff ablation has the same strides and differs only by the diff
@@ -94,12 +87,9 @@ def size_model(
         return build_config(height, width, lift, use_diff, diff_stride, min_side=min_side, min_width=floor, **build_kwargs)
 
     lo, hi = 4, 4096
-    if stored_values(make(lo).decoder, num_frames) > budget:
-        need = stored_values(make(lo).decoder, num_frames)
-        raise ConfigError(
-            f"budget of {budget} values is too small for {height}x{width}x{num_frames}: the smallest model "
-            f"stores {need}; raise --size/--bpp or use fewer frames or a smaller resolution"
-        )
+    smallest = make(lo).decoder
+    if stored_values(smallest, num_frames) > budget:
+        raise ConfigError(_too_small(smallest, height, width, num_frames, budget, budget_per_frame))
     while lo < hi:  # largest lift width that fits
         mid = (lo + hi + 1) // 2
         if stored_values(make(mid).decoder, num_frames) <= budget:
@@ -108,3 +98,24 @@ def size_model(
             hi = mid - 1
     cfg = make(lo)
     return Sizing(cfg, budget, stored_values(cfg.decoder, num_frames), diff_stride, min_side)
+
+
+def _too_small(smallest: DecoderConfig, height: int, width: int, frames: int, budget: int,
+               budget_per_frame: float | None) -> str:
+    """Why the budget cannot be met, and advice that is true for this kind of budget: the smallest model
+    is a fixed decoder plus embeddings per frame, so a fixed --size fits fewer frames, while a --bpp
+    budget (values per frame) fits more frames once it exceeds the embeddings' share."""
+    per_frame = smallest.embedding_values_per_frame()
+    fixed = decoder_params(smallest)
+    need = fixed + frames * per_frame
+    text = (f"budget of {budget} values is too small for {height}x{width}x{frames}: the smallest model stores "
+            f"{need} (decoder {fixed}, embeddings {per_frame} a frame); ")
+    if budget_per_frame is None:
+        text += f"raise --size to at least {need}"
+        most = (budget - fixed) // per_frame if budget > fixed and per_frame else 0
+        return text + (f", use at most about {most} frames" if most >= 1 else "") + ", or a smaller --resolution"
+    text += f"raise --bpp at least {need / budget:.2g}-fold"
+    if budget_per_frame > per_frame:
+        least = math.ceil(fixed / (budget_per_frame - per_frame))
+        text += f", or use at least about {least} frames: the decoder is shared by every frame"
+    return text
