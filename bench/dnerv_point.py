@@ -49,10 +49,10 @@ def dnerv_point(base: EncodeConfig, work_dir: Path | None, frames: np.ndarray, f
     ref = frames if reference is None else reference
     cfg = replace(base, bpp=float(target_bpp), size=None)
     run_dir = None if work_dir is None else Path(work_dir) / f"bpp{float(target_bpp):g}-e{cfg.fit.epochs}"
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     report = encode_video(Video(frames, fps, (H, W)), cfg, run_dir=run_dir, resume=run_dir is not None,
                           progress=False)
-    encode_s = time.perf_counter() - t0
+    encode_s, encode_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "point.dnerv"
         write_bytes_atomic(path, report.data)
@@ -68,6 +68,8 @@ def dnerv_point(base: EncodeConfig, work_dir: Path | None, frames: np.ndarray, f
         "ms-ssim-rgb": ms_ssim(ref, decoded),
         "psnr-float": report.psnr_fit,
         "encode_s": encode_s,
+        "encode_cpu_s": encode_cpu_s,
+        "predicted_bytes": None if report.predicted_bits is None else report.predicted_bits / 8,
         "decode_s": decode_s,
         "bytes": size,
         "stored_values": report.sizing.stored,

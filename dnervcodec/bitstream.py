@@ -20,7 +20,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 
@@ -350,13 +350,28 @@ def _unique_pairs(pairs: list) -> dict:
     return obj
 
 
+def _finite_float(token: str) -> float:
+    """A JSON number with a fraction or exponent; 1e400 would become infinity, which JSON cannot hold."""
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"number {token[:20]} overflows a float")
+    return value
+
+
+def parse_json(data: bytes | memoryview, what: str) -> dict:
+    """The header's bounded JSON parser (rules below), for any JSON read from a file, e.g. ancillary payloads."""
+    return _parse_json(data, what)
+
+
 def _parse_json(data: bytes | memoryview, what: str) -> dict:
-    """Strict, bounded JSON: UTF-8, an object at the top, no NaN/Infinity, no duplicate keys, depth <= 32."""
+    """Strict, bounded JSON: UTF-8, an object at the top, no NaN/Infinity (nor numbers that overflow to it),
+    no duplicate keys, no unpaired surrogates in strings, depth <= 32."""
     if len(data) > MAX_JSON_BYTES:
         raise BitstreamError(f"{what} JSON is larger than {MAX_JSON_BYTES} bytes")
     try:
         text = bytes(data).decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_pairs)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                         object_pairs_hook=_unique_pairs)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise BitstreamError(f"corrupt {what}: invalid JSON ({str(exc)[:80]})") from None
     if not isinstance(obj, dict):
@@ -366,9 +381,20 @@ def _parse_json(data: bytes | memoryview, what: str) -> dict:
         node, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise BitstreamError(f"corrupt {what}: JSON nested deeper than {MAX_JSON_DEPTH}")
-        children = node.values() if isinstance(node, dict) else node
+        children = [*node, *node.values()] if isinstance(node, dict) else node
         stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+        if not all(_is_unicode(v) for v in children if isinstance(v, str)):
+            raise BitstreamError(f"corrupt {what}: a JSON string holds an unpaired surrogate escape (\\ud800)")
     return obj
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (from an escape like \\ud800), which no UTF-8 text can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Cursor:
@@ -565,8 +591,18 @@ def _read_stream(data: memoryview, index: int, seg: Segment) -> np.ndarray:
     return words
 
 
-def read_container(data: bytes) -> Container:
-    """Parse and validate a whole file (tensors are checked but not decoded); BitstreamError on any fault."""
+HeaderCheck = Callable[[dict, int], None]
+SegmentCheck = Callable[[int, dict], None]
+
+
+def read_container(data: bytes, on_header: HeaderCheck | None = None,
+                   on_segment: SegmentCheck | None = None) -> Container:
+    """Parse and validate a whole file (tensors are checked but not decoded); BitstreamError on any fault.
+
+    `on_header(header, n_segments)` and `on_segment(index, meta)` run as soon as the HEAD or a SEGM chunk is
+    read, before the chunks that follow: a caller that knows what the JSON means (codec.parse) refuses a
+    hostile header there, before any tensor of the file is parsed.
+    """
     header: dict | None = None
     n_segments = 0
     segments: list[Segment] = []
@@ -588,6 +624,8 @@ def read_container(data: bytes) -> Container:
             if n_segments > MAX_SEGMENTS:
                 raise BitstreamError(f"corrupt HEAD chunk: {n_segments} segments (at most {MAX_SEGMENTS})")
             header = _parse_json(cur.rest(), "header")
+            if on_header is not None:
+                on_header(header, n_segments)
         elif ctype == b"SEGM":
             if segments and len(segments[-1].tensors) != expected_tensors:
                 raise BitstreamError(f"corrupt .dnerv file: segment {len(segments) - 1} is missing tensors")
@@ -600,6 +638,8 @@ def read_container(data: bytes) -> Container:
             if expected_tensors > MAX_TENSORS_PER_SEGMENT:
                 raise BitstreamError(f"corrupt SEGM chunk: {expected_tensors} tensors")
             segments.append(Segment(meta=_parse_json(cur.rest(), f"segment {index} meta"), tensors={}))
+            if on_segment is not None:
+                on_segment(index, segments[-1].meta)
         elif ctype == b"TNSR":
             if not segments:
                 raise BitstreamError("corrupt .dnerv file: tensor before any SEGM chunk")

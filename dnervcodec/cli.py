@@ -1,6 +1,8 @@
 """`dnerv`: the command line. Argument parsing and messages only; the work happens in the library.
 
-Every error a user can cause ends as one line on stderr and exit code 2 (130 for Ctrl-C), never a traceback.
+Every error a user can cause ends as one line on stderr and exit code 2 (130 for Ctrl-C), never a traceback;
+so does running out of memory (MemoryError or torch's allocation RuntimeError). Anything else is our bug: one
+line and exit code 1. `dnerv --debug ...` prints the traceback before that line.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -84,9 +87,51 @@ def _add_overwrite_option(p: argparse.ArgumentParser) -> None:
                    help="replace an existing output (a folder is replaced only if it holds nothing but our frames)")
 
 
+def _bytes(text: str) -> int:
+    """'16G', '512M', '2T' (binary units) or a number of bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, scale = (t[:-1], units[t[-1]]) if t and t[-1] in units else (t, 1)
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 16G, 512M or 2T") from None
+    if not 0 < value < 1 << 62:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return int(value)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
+    return value
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    from .options import DEFAULT_MAX_DECODE_GFLOPS, DEFAULT_MAX_DECODE_MEMORY
+
+    p.add_argument("--max-decode-gflops", type=_positive, default=DEFAULT_MAX_DECODE_GFLOPS, metavar="N",
+                   help="refuse a file whose decoder needs more GFLOPs per frame; raise it only for files you trust "
+                        "(default: %(default)s)")
+    p.add_argument("--max-decode-memory", type=_bytes, default=f"{DEFAULT_MAX_DECODE_MEMORY >> 30}G", metavar="SIZE",
+                   help="refuse a file whose decoder needs more activation memory per frame, e.g. 32G; frames are "
+                        "decoded in batches that fit it (default: %(default)s)")
+
+
+def _limits(args: argparse.Namespace):
+    from .models.cost import DecodeLimits
+
+    return DecodeLimits(max_gflops=args.max_decode_gflops, max_memory_bytes=args.max_decode_memory)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="dnerv", description="DNeRV neural video codec", formatter_class=DefaultsFormatter)
     parser.add_argument("--version", action="version", version=f"dnerv {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = {}
 
@@ -157,14 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_range_options(p, "decode")
     p.add_argument("--device", type=device_arg, default="cpu",
                    help="cpu (bit-exact on one machine), cuda, cuda:N or auto")
+    _add_limit_options(p)
 
     p = command("info", "describe a .dnerv file: version, video, decoder, bytes of each part")
     p.add_argument("input", help="a .dnerv file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_limit_options(p)
 
     sub.add_parser("bench", help="rate-distortion benchmark against x264/x265: the options of python -m bench.rd",
                    add_help=False)
     parser.set_defaults(_commands=commands)
+    for p in sub.choices.values():  # `dnerv decode --debug ...` works too
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -418,7 +467,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise OutputError("-o - writes a y4m stream: pipe it (| ffplay -, | ffmpeg -i - ...) instead of a terminal")
     if not to_stdout:
         check_output_path(args.output, args.overwrite)
-    frames, header = decode(args.input, args.start, args.frames, args.device)
+    frames, header = decode(args.input, args.start, args.frames, args.device, _limits(args))
     shape = f"{plural(frames.shape[0], 'frame')} {frames.shape[1]}x{frames.shape[2]}"
     if to_stdout:  # stdout carries the video and nothing else; the summary goes to stderr
         sys.stdout.flush()
@@ -433,7 +482,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import describe, format_info
 
-    info = describe(Path(args.input))
+    info = describe(Path(args.input), _limits(args))
     print(json.dumps(info, indent=1) if args.json else format_info(info))
     return 0
 
@@ -467,10 +516,21 @@ def cmd_bench(rest: list[str]) -> int:
 COMMANDS = {"fit": cmd_fit, "encode": cmd_encode, "decode": cmd_decode, "info": cmd_info, "denoise": cmd_denoise}
 
 
+OOM_HINTS = {"decode": "lower --max-decode-memory (smaller batches) or decode fewer --frames"}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or torch's allocation failure (a RuntimeError: "out of memory", "can't allocate memory")."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate" in text))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        return cmd_bench(argv[1:])
+    skip = 1 if argv[:1] == ["--debug"] else 0
+    if argv[skip : skip + 1] == ["bench"]:
+        return cmd_bench(argv[skip + 1 :])
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
@@ -479,22 +539,49 @@ def main(argv: list[str] | None = None) -> int:
         check_combinations(args)
     except SystemExit as e:  # --help, --version, or a bad option (already reported on one line)
         return e.code if isinstance(e.code, int) else 0
+    name = f"dnerv {args.command}"
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe must fail here, inside the handlers, not at interpreter exit
         return code
-    except DnervError as e:
-        print(f"dnerv {args.command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
-        print(f"dnerv {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `dnerv info x.dnerv | head`: the reader left, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except MemoryError:
-        print(f"dnerv {args.command}: error: out of memory; use a smaller --resolution or fewer --frames", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        _traceback(args)
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except DnervError as e:
+        _traceback(args)
+        print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except Exception as e:  # noqa: BLE001 - every path ends as one line; --debug shows the traceback
+        _traceback(args)
+        if _out_of_memory(e):
+            hint = OOM_HINTS.get(args.command, "use a smaller --resolution or fewer --frames")
+            asked = re.search(r"allocate (\d+) bytes", str(e))
+            size = f" (an allocation of {int(asked[1]) / 2**30:.3g} GiB failed)" if asked else ""
+            print(f"{name}: error: out of memory{size}; {hint}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError):  # a file or disk problem the user can fix: permissions, space, a folder
+            print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"{name}: internal error: {type(e).__name__}: {_one_line(e, 300)} (rerun with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _traceback(args: argparse.Namespace) -> None:
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exc()
+
+
+def _one_line(e: BaseException, limit: int | None = None) -> str:
+    """The message on one line (a file name or a library's message may hold line breaks)."""
+    text = " ".join(str(e).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

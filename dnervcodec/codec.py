@@ -23,7 +23,8 @@ from .compress.prune import prune_decoder
 from .errors import BitstreamError, ConfigError, DnervError
 from .device import resolve_device
 from .fit import ClipTensor, FitConfig, evaluate, fit
-from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params
+from .models.cost import DecodeCost, DecodeLimits, decode_cost
+from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
 from .rate import header_fields, header_rate
@@ -275,6 +276,9 @@ def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:
 
 # ---------------------------------------------------------------- decoding
 
+MAX_DECODER_PARAMS = 1 << 28
+MAX_BATCH = 4  # frames run through the decoder at once, when the memory limit allows
+
 
 @dataclass(frozen=True)
 class DecodedSegment:
@@ -284,6 +288,7 @@ class DecodedSegment:
     weights: dict[str, np.ndarray]
     content: np.ndarray
     diff: np.ndarray | None
+    cost: DecodeCost  # per frame, checked against the limits the file was parsed with
 
 
 @dataclass(frozen=True)
@@ -293,6 +298,8 @@ class StreamInfo:
     header: dict
     segments: list[DecodedSegment]
     ancillary: dict[str, bytes]
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    container: Container | None = field(default=None, repr=False)  # as read, for `dnerv info`'s byte counts
 
     @property
     def video(self) -> dict:
@@ -306,67 +313,98 @@ def _int(d: dict, key: str, lo: int, hi: int) -> int:
     return v
 
 
-def parse(data: bytes | bytearray | memoryview) -> StreamInfo:
-    """Read and validate a .dnerv file without running the decoder: every shape is checked against the config."""
-    c = read_container(bytes(data))
-    h = c.header
-    video = h.get("video")
-    if not isinstance(video, dict):
-        raise BitstreamError("header has no video description")
-    T = _int(video, "frames", 1, MAX_FRAMES)
-    H = _int(video, "height", 1, MAX_SIDE)
-    W = _int(video, "width", 1, MAX_SIDE)
-    if T * H * W * 3 > MAX_OUTPUT_BYTES:
-        raise BitstreamError(f"the file claims {T} frames of {H}x{W}, more than this decoder will allocate")
-    header_rate(video)
-    if not c.segments:
-        raise BitstreamError("the file holds no segment")
-    segments, covered = [], 0
-    for seg in c.segments:
-        meta = seg.meta
-        first = _int(meta, "first_frame", 0, T - 1)
-        n = _int(meta, "frames", 1, T)
-        if first != covered or first + n > T:
+class _Claims:
+    """Checks the header and each segment's meta as the reader meets them, before any tensor is parsed.
+
+    Everything a file claims that would cost memory or time (frames, frame size, decoder widths, parameters,
+    activations and FLOPs per frame) is refused here, from the JSON alone.
+    """
+
+    def __init__(self, limits: DecodeLimits) -> None:
+        self.limits = limits
+        self.frames = self.height = self.width = 0
+        self.segments: list[tuple[int, int, DecoderConfig, DecodeCost]] = []
+        self.covered = 0
+
+    def header(self, h: dict, n_segments: int) -> None:
+        video = h.get("video")
+        if not isinstance(video, dict):
+            raise BitstreamError("header has no video description")
+        T = _int(video, "frames", 1, MAX_FRAMES)
+        H = _int(video, "height", 1, MAX_SIDE)
+        W = _int(video, "width", 1, MAX_SIDE)
+        if T * H * W * 3 > MAX_OUTPUT_BYTES:
+            raise BitstreamError(f"the file claims {T} frames of {H}x{W}, more than this decoder will allocate")
+        header_rate(video)
+        if n_segments == 0:
+            raise BitstreamError("the file holds no segment")
+        self.frames, self.height, self.width = T, H, W
+
+    def segment(self, index: int, meta: dict) -> None:
+        first = _int(meta, "first_frame", 0, self.frames - 1)
+        n = _int(meta, "frames", 1, self.frames)
+        if first != self.covered or first + n > self.frames:
             raise BitstreamError("segments do not tile the clip's frames in order")
-        covered += n
+        self.covered += n
         try:
             dec = DecoderConfig.from_dict(meta.get("decoder") if isinstance(meta.get("decoder"), dict) else {})
-        except (ConfigError, KeyError, TypeError) as e:
+        except (ConfigError, KeyError, TypeError, ValueError, OverflowError) as e:
             raise BitstreamError(f"invalid decoder config in the file: {e}") from None
-        if (dec.height, dec.width) != (H, W) or max(dec.strides) > 8 or len(dec.strides) > 8:
+        if (dec.height, dec.width) != (self.height, self.width) or max(dec.strides) > 8:
             raise BitstreamError("decoder config does not match the video size")
+        if decoder_params(dec) > MAX_DECODER_PARAMS:
+            raise BitstreamError("decoder config is implausibly large")
+        cost = decode_cost(dec)
+        over = self.limits.check(cost)
+        if over is not None:
+            raise BitstreamError(f"segment {index}: the decoder this file describes {over}; raise that limit "
+                                 "only if you trust the file")
+        self.segments.append((first, n, dec, cost))
+
+
+def parse(data: bytes | bytearray | memoryview, limits: DecodeLimits | None = None) -> StreamInfo:
+    """Read and validate a .dnerv file without running the decoder: every shape is checked against the config.
+
+    The header's claims, including each segment's decode cost against `limits` (default `DecodeLimits()`),
+    are checked before any tensor is parsed, and the tensors' shapes before any is decoded.
+    """
+    limits = DecodeLimits() if limits is None else limits
+    claims = _Claims(limits)
+    c = read_container(bytes(data), claims.header, claims.segment)
+    if claims.covered != claims.frames:
+        raise BitstreamError("segments do not cover every frame")
+    for seg, (_, n, dec, _) in zip(c.segments, claims.segments):
         expected = _expected_shapes(dec, n)
         if set(seg.tensors) != set(expected):
             raise BitstreamError("the file's tensors do not match its decoder config")
         for name, shape in expected.items():
-            t = seg.tensors[name]
-            if tuple(t.quant.shape) != shape:
-                raise BitstreamError(f"tensor {name} has shape {tuple(t.quant.shape)}, expected {shape}")
+            found = tuple(seg.tensors[name].quant.shape)
+            if found != shape:
+                raise BitstreamError(f"tensor {name} has shape {found}, expected {shape}")
+    segments = []
+    for seg, (first, n, dec, cost) in zip(c.segments, claims.segments):
         arrays = decode_segment(seg)
         weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w.")}
-        segments.append(DecodedSegment(first, n, dec, weights, arrays["e.content"], arrays.get("e.diff")))
-    if covered != T:
-        raise BitstreamError("segments do not cover every frame")
-    return StreamInfo(h, segments, c.ancillary)
+        segments.append(DecodedSegment(first, n, dec, weights, arrays["e.content"], arrays.get("e.diff"), cost))
+    return StreamInfo(c.header, segments, c.ancillary, limits, c)
 
 
 def _expected_shapes(dec: DecoderConfig, frames: int) -> dict[str, tuple[int, ...]]:
     """Shapes of every tensor a file with this config must hold, computed without building a module."""
-    if decoder_params(dec) > 1 << 28:
-        raise BitstreamError("decoder config is implausibly large")
-    with torch.device("meta"):
-        module = Decoder(dec)
-    shapes = {f"w.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
+    shapes = {f"w.{k}": v for k, v in decoder_shapes(dec).items()}
     shapes["e.content"] = (frames, dec.embed_ch, *dec.embed_hw)
     if dec.diff_ch:
         shapes["e.diff"] = (frames, dec.diff_ch, *dec.diff_hw)
     return shapes
 
 
-def _run_segment(seg: DecodedSegment, start: int, stop: int, device: torch.device, batch: int = 4) -> np.ndarray:
-    decoder = Decoder(seg.decoder)
-    decoder.load_state_dict({k: torch.from_numpy(v) for k, v in seg.weights.items()})
+def _run_segment(seg: DecodedSegment, start: int, stop: int, device: torch.device, limits: DecodeLimits) -> np.ndarray:
+    """Frames [start, stop) of a segment. Batches as large as the memory limit allows (at most MAX_BATCH)."""
+    with torch.device("meta"):
+        decoder = Decoder(seg.decoder)  # no random initialisation: the file's weights are assigned below
+    decoder.load_state_dict({k: torch.from_numpy(v) for k, v in seg.weights.items()}, assign=True)
     decoder = decoder.to(device).eval()
+    batch = max(1, min(MAX_BATCH, limits.max_memory_bytes // max(seg.cost.peak_bytes, 1)))
     out = np.empty((stop - start, seg.decoder.height, seg.decoder.width, 3), np.uint8)
     with torch.inference_mode():
         for s in range(start, stop, batch):
@@ -383,8 +421,13 @@ def decode(
     start: int = 0,
     num_frames: int | None = None,
     device: str = "cpu",
+    limits: DecodeLimits | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Decode frames [start, start+num_frames) of a .dnerv file (bytes or path) -> (uint8 [T,H,W,3], header)."""
+    """Decode frames [start, start+num_frames) of a .dnerv file (bytes or path) -> (uint8 [T,H,W,3], header).
+
+    `limits` bounds what the file may ask per frame (default `DecodeLimits()`); a file over them is refused
+    with BitstreamError before anything is allocated for it. Raise them only for files you trust.
+    """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -392,15 +435,15 @@ def decode(
         data = path.read_bytes()
     else:
         data = source
-    info = parse(data)
+    info = parse(data, limits)
     start, stop = frame_range(start, num_frames, info.video["frames"])
     dev = resolve_device(device)
     parts = []
     for seg in info.segments:
         lo, hi = max(start, seg.first_frame), min(stop, seg.first_frame + seg.frames)
         if lo < hi:
-            parts.append(_run_segment(seg, lo - seg.first_frame, hi - seg.first_frame, dev))
+            parts.append(_run_segment(seg, lo - seg.first_frame, hi - seg.first_frame, dev, info.limits))
     return np.concatenate(parts), info.header
 
 
-__all__ = ["EncodeConfig", "EncodeReport", "encode", "encode_video", "decode", "parse", "StreamInfo"]
+__all__ = ["EncodeConfig", "EncodeReport", "encode", "encode_video", "decode", "parse", "StreamInfo", "DecodeLimits"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bitstream import chunk_sizes, file_version, read_container, segment_symbols
+from .bitstream import Container, chunk_sizes, file_version, parse_json, segment_symbols
 from .compress.entropy import information_bits
 from .codec import parse
-from .errors import InputError
+from .errors import BitstreamError, InputError
 from .metrics import bpp
+from .models.cost import DecodeLimits
 from .models.dnerv import decoder_params
 from .wording import duration, plural
 
@@ -24,12 +25,12 @@ def _part(chunk_type: str, name: str) -> str:
     return "ancillary" if chunk_type[0].islower() else "header and container"
 
 
-def _parts_bytes(data: bytes) -> dict[str, int]:
+def _parts_bytes(data: bytes, container: Container) -> dict[str, int]:
     """Bytes of each part, summing to the file size. A format-3 segment's shared stream (CODE chunk) is split
     among its tensors by their information bits (what the range coder spent on each); its framing and the
     coder's final flush count as container."""
     parts = dict.fromkeys(PARTS, 0.0)
-    streams = iter(read_container(data).segments)
+    streams = iter(container.segments)
     for chunk_type, name, size in chunk_sizes(data):
         if chunk_type != "CODE":
             parts[_part(chunk_type, name)] += size
@@ -46,22 +47,29 @@ def _parts_bytes(data: bytes) -> dict[str, int]:
     return out
 
 
-def describe(path: Path) -> dict:
-    """Everything `dnerv info` prints, as a dict (validated by a full parse of the file)."""
+def describe(path: Path, limits: DecodeLimits | None = None) -> dict:
+    """Everything `dnerv info` prints, as a dict (validated by a full parse of the file, the same as decode's).
+
+    Ancillary payloads are shown as JSON when they pass the header's bounded JSON parser, else by size.
+    """
     if not path.is_file():
         raise InputError(f"input not found: {path}")
-    data = path.read_bytes()
-    info = parse(data)
-    parts = _parts_bytes(data)
+    return describe_bytes(path.read_bytes(), str(path), limits)
+
+
+def describe_bytes(data: bytes, name: str, limits: DecodeLimits | None = None) -> dict:
+    """`describe` of a file's bytes; `name` is what the report calls the file."""
+    info = parse(data, limits)
+    parts = _parts_bytes(data, info.container)
     video = info.video
-    ancillary = {}
+    ancillary: dict[str, object] = {}
     for key, blob in info.ancillary.items():
         try:
-            ancillary[key] = json.loads(blob)
-        except ValueError:
+            ancillary[key] = parse_json(blob, f"ancillary {key!r}")
+        except BitstreamError:
             ancillary[key] = f"<{len(blob)} bytes>"
     return {
-        "file": str(path),
+        "file": name,
         "bytes": len(data),
         "format_version": ".".join(map(str, file_version(data))),
         "encoder": info.header.get("encoder", "?"),
@@ -71,7 +79,8 @@ def describe(path: Path) -> dict:
         "parts_bytes": parts,
         "segments": [
             {"first_frame": s.first_frame, "frames": s.frames, "decoder": s.decoder.to_dict(),
-             "decoder_params": decoder_params(s.decoder)}
+             "decoder_params": decoder_params(s.decoder), "decode_gflops_per_frame": s.cost.gflops,
+             "decode_activation_bytes_per_frame": s.cost.peak_bytes}
             for s in info.segments
         ],
         "ancillary": ancillary,
@@ -79,12 +88,23 @@ def describe(path: Path) -> dict:
 
 
 def format_info(info: dict) -> str:
+    """The text of `dnerv info`. Header fields beyond what decoding checks (source size, start, coding,
+    ancillary payloads) come from the file as written: each is shown only in the form it is expected in."""
     v = info["video"]
+    source = v.get("source_size")
+    extra = []
+    if isinstance(source, list) and len(source) == 2 and all(_is_int(x) for x in source):
+        extra.append(f"source {source[0]}x{source[1]}")
+    extra.append(f"first frame {v['start'] if _is_int(v.get('start')) else 0}")
+    rate = v.get("fps_rational")  # checked by parse: [num, den] when present
+    fps_text = f"{v['fps']:g} fps" + (f" = {rate[0]}/{rate[1]}" if isinstance(rate, list) and rate[1] != 1 else "")
+    coding = info["coding"]
+    coding_text = (", ".join(f"{k} {val}" for k, val in coding.items()) if isinstance(coding, dict)
+                   else json.dumps(coding))
     lines = [
         f"{info['file']}: dnerv format {info['format_version']}, written by {info['encoder']}",
-        f"video: {plural(v['frames'], 'frame')} {v['height']}x{v['width']} at {v['fps']:g} fps "
-        f"(source {v['source_size'][0]}x{v['source_size'][1]}, first frame {v.get('start', 0)})",
-        f"coding: {', '.join(f'{k} {val}' for k, val in info['coding'].items())}",
+        f"video: {plural(v['frames'], 'frame')} {v['height']}x{v['width']} at {fps_text} ({', '.join(extra)})",
+        f"coding: {coding_text}",
         f"size: {info['bytes']} bytes, {info['bpp']:.4f} bpp",
     ]
     for part, n in info["parts_bytes"].items():
@@ -94,7 +114,9 @@ def format_info(info: dict) -> str:
         diff = f"diff {d['diff_ch']}ch at 1/{d['diff_stride']}" if d["diff_ch"] else "no diff stream"
         lines.append(
             f"segment {i}: frames {s['first_frame']}..{s['first_frame'] + s['frames'] - 1}, decoder "
-            f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}"
+            f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}; "
+            f"decoding needs {s['decode_gflops_per_frame']:.3g} GFLOPs and "
+            f"{s['decode_activation_bytes_per_frame'] / 2**20:.3g} MiB of activations per frame"
         )
     for key, value in info["ancillary"].items():
         if key == "timings" and isinstance(value, dict):
@@ -109,7 +131,11 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _seconds(value: object) -> str:
-    if not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e12:
         return "?"
     return duration(value)

@@ -158,3 +158,8 @@ def device_arg(text: str) -> str:
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
         raise argparse.ArgumentTypeError(f"'{text}' is not auto, cpu, cuda or cuda:N")
     return text
+
+
+# Decode cost limits per frame (models.cost.DecodeLimits); here so the CLI can show them without loading torch.
+DEFAULT_MAX_DECODE_GFLOPS = 20_000.0
+DEFAULT_MAX_DECODE_MEMORY = 16 << 30

@@ -27,7 +27,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from .bitstream import group_axes
-from .checkpoint import frames_digest, tensors_digest
+from .checkpoint import frames_digest, run_mismatch, tensors_digest
 from .compress.models import laplace_bits, laplace_fit
 from .compress.quant import MAX_STEP, MIN_STEP, QuantParams, quantize_step
 from .device import resolve_device
@@ -46,7 +46,7 @@ LAMBDA_RATE = 0.02  # dual step: log(lambda) moves by this times the relative ra
 class StepQuantizer(nn.Module):
     """A learned quantization step (per channel along `axis`, or one for the tensor), as float16 values."""
 
-    def __init__(self, value: torch.Tensor, axis: int | None, init_levels: int = 255) -> None:
+    def __init__(self, value: torch.Tensor, axis: int | None, init_levels: int = 127) -> None:
         super().__init__()
         self.axis = axis
         self.dims = tuple(d for d in range(value.dim()) if d != axis)
@@ -70,17 +70,23 @@ class StepQuantizer(nn.Module):
         y = x / step
         return (y + (torch.round(y) - y).detach()) * step
 
-    def bits(self, x: torch.Tensor, noisy: bool) -> torch.Tensor:
-        """Bits of x's integers under a per-channel quantized Laplace: differentiable with noise, the
-        coder's estimate without (rounded integers)."""
+    def bits(self, x: torch.Tensor, noise: torch.Generator | None) -> torch.Tensor:
+        """Bits of x's integers as the coder will spend them, side information included: the cheaper of one
+        quantized Laplace per channel and one for the whole tensor (the coder picks the cheapest model, so
+        this is its estimate). Differentiable with additive noise drawn from `noise`; on the rounded integers
+        without."""
         y = x / self.step()
-        y = y + (torch.rand_like(y) - 0.5) if noisy else torch.round(y).detach()
-        mean, scale = laplace_fit(y, self.dims, MIN_LAPLACE_SCALE)
-        return laplace_bits(y, mean, scale).sum()
-
-    def side_bits(self, shape: torch.Size) -> int:
-        groups = 1 if self.axis is None else int(shape[self.axis])
-        return groups * (QUANT_SIDE_BITS + MODEL_SIDE_BITS) + TENSOR_HEADER_BITS
+        if noise is not None:
+            y = y + (torch.rand(y.shape, generator=noise, device=y.device) - 0.5)
+        else:
+            y = torch.round(y).detach()
+        groups = 1 if self.axis is None else int(x.shape[self.axis])
+        fixed = groups * QUANT_SIDE_BITS + TENSOR_HEADER_BITS
+        shared = laplace_bits(y, *laplace_fit(y, tuple(range(y.dim())), MIN_LAPLACE_SCALE)).sum() + MODEL_SIDE_BITS
+        if groups == 1:
+            return shared + fixed
+        per_channel = laplace_bits(y, *laplace_fit(y, self.dims, MIN_LAPLACE_SCALE)).sum() + groups * MODEL_SIDE_BITS
+        return torch.minimum(shared, per_channel) + fixed
 
 
 class RDTensors(nn.Module):
@@ -100,6 +106,7 @@ class RDTensors(nn.Module):
         self.diff = None if diff is None else nn.Parameter(torch.tensor(diff, dtype=torch.float32))
         self.diff_q = None if diff is None else StepQuantizer(self.diff, 1)
         self.register_buffer("lam", torch.tensor(0.0))
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))  # noise seeds: a resumed run draws the same
 
     def _stored(self) -> list[tuple[str, torch.Tensor, StepQuantizer]]:
         """(name in the file, raw float tensor, its quantizer) for every stored tensor."""
@@ -116,10 +123,14 @@ class RDTensors(nn.Module):
         diff = None if self.diff is None else self.diff_q(self.diff)[idx]
         return self.decoder(self.content_q(self.content)[idx], diff)
 
-    def rate_bits(self, noisy: bool = True) -> torch.Tensor:
-        """Predicted bits of the file's tensors: payload under the rate model plus side information."""
-        total = sum(q.bits(x, noisy) for _, x, q in self._stored())
-        return total + sum(q.side_bits(x.shape) for _, x, q in self._stored())
+    def rate_bits(self, noisy: bool = True, seed: int = 0) -> torch.Tensor:
+        """Predicted bits of the file's tensors: payload under the rate model plus side information. With
+        `noisy`, the differentiable estimate, its noise a pure function of (seed, step) so runs resume exactly."""
+        noise = None
+        if noisy:
+            noise = torch.Generator(self.lam.device).manual_seed(seed * 1_000_003 + int(self.steps))
+            self.steps += 1
+        return sum(q.bits(x, noise) for _, x, q in self._stored())
 
     def quantizer_groups(self) -> list[nn.Parameter]:
         return [q.log_step for _, _, q in self._stored()]
@@ -163,7 +174,7 @@ def rd_tune(
     cfg: FitConfig,
     target_bits: float | None,
     lam: float = 0.01,
-    step_lr_scale: float = 10.0,
+    step_lr: float = 1e-2,
     device: str | torch.device = "auto",
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
@@ -171,8 +182,8 @@ def rd_tune(
 ) -> RDResult:
     """Fine-tune the stored tensors for MSE + lambda * bpp; with `target_bits`, lambda tracks that size.
 
-    The quantization steps learn at `step_lr_scale` times the weights' learning rate (they live in log
-    space, where a useful move is far larger than a weight's). The decoder is modified in place.
+    The quantization steps learn with their own peak learning rate `step_lr` on the same schedule (they
+    live in log space, where a useful move is far larger than a weight's). The decoder is modified in place.
     """
     if cfg.loss != "l2":
         raise ConfigError("rate-distortion fine-tuning minimizes the decoded MSE; use loss l2")
@@ -189,28 +200,24 @@ def rd_tune(
     steps = set(id(p) for p in model.quantizer_groups())
     groups = [
         {"params": [p for p in model.parameters() if id(p) not in steps], "lr_scale": 1.0},
-        {"params": model.quantizer_groups(), "lr_scale": step_lr_scale},
+        {"params": model.quantizer_groups(), "lr_scale": step_lr / cfg.lr},
     ]
 
     def forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return model(idx), clip.batch(idx, False)[0]
 
     def penalty() -> tuple[torch.Tensor, dict]:
-        bits = model.rate_bits(noisy=True)
+        bits = model.rate_bits(noisy=True, seed=cfg.seed)
+        with torch.no_grad():  # the rate the file would have now: what lambda steers and the bar shows
+            hard = float(model.rate_bits(noisy=False))
         if target_bits is not None:
-            with torch.no_grad():
-                model.lam.mul_(math.exp(LAMBDA_RATE * float(bits.detach() / target_bits - 1.0)))
-        return model.lam * bits / pixels, {"bpp": float(bits.detach()) / pixels}
+            model.lam.mul_(math.exp(LAMBDA_RATE * (hard / target_bits - 1.0)))
+        return model.lam * bits / pixels, {"bpp": hard / pixels}
 
-    identity = {"rd_cfg": cfg.to_dict(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr_scale,
+    identity = {"rd_cfg": cfg.to_dict(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr,
                 "digest": frames_digest(frames), "start": start}
 
-    def same_run(state: dict) -> str | None:
-        if {k: state.get(k) for k in identity} != identity:
-            return "by another rate-distortion run; use the same options and input"
-        return None
-
-    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, same_run, resume,
+    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, run_mismatch, resume,
                              progress, desc="rd", param_groups=groups, penalty=penalty)
     after = quantized_psnr(model, clip)
     with torch.no_grad():

@@ -89,11 +89,18 @@ def _hostile_variants(data: bytes):
 
 
 def test_hostile_headers_are_refused(encoded):
+    """Each lie is refused before the tensors are decoded: the traced allocation stays near the file size."""
     _, report = encoded
     for name, data in _hostile_variants(report.data):
-        with pytest.raises(DnervError):
-            decode(data)
-            pytest.fail(f"accepted: {name}")
+        tracemalloc.start()
+        try:
+            with pytest.raises(DnervError):
+                decode(data)
+                pytest.fail(f"accepted: {name}")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * len(data) + (256 << 10), (name, peak)
 
 
 def test_ten_thousand_corruptions_end_in_our_error_quickly(encoded):

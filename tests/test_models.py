@@ -10,6 +10,7 @@ from dnervcodec.models.dnerv import (
     build_config,
     count_params,
     decoder_params,
+    decoder_shapes,
     frame_differences,
     stored_values,
 )
@@ -55,8 +56,29 @@ def test_param_count_from_config_matches_module_and_roundtrips():
     for use_diff in (True, False):
         cfg = build_config(160, 320, 24, use_diff=use_diff)
         assert decoder_params(cfg.decoder) == count_params(DNeRV(cfg).decoder)
+        assert decoder_shapes(cfg.decoder) == {k: tuple(v.shape) for k, v in DNeRV(cfg).decoder.state_dict().items()}
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
         assert DecoderConfig.from_dict(cfg.decoder.to_dict()) == cfg.decoder
+
+
+@pytest.mark.parametrize("edit", [dict(lift_width=12.5), dict(lift_width=24.0), dict(lift_width="24"),
+                                  dict(lift_width=True), dict(widths=[20.0, 17, 14, 12])])
+def test_decoder_config_from_dict_takes_integers_only(edit):
+    """A bitstream is untrusted: a width of 12.5 (or "24") was truncated to a width before; now it is refused."""
+    d = {**build_config(160, 320, 24).decoder.to_dict(), **edit}
+    with pytest.raises(ConfigError, match="not an integer"):
+        DecoderConfig.from_dict(d)
+
+
+def test_shapes_from_config_match_a_pruned_decoder():
+    """Pruned widths (diff lift narrower than the diff branch, uneven stages) are read off the config alone."""
+    from dataclasses import replace
+
+    from dnervcodec.models.dnerv import Decoder
+
+    dec = replace(build_config(160, 320, 24).decoder, lift_width=19, widths=(17, 13, 9, 6), diff_lift_width=7,
+                  diff_width=11)
+    assert decoder_shapes(dec) == {k: tuple(v.shape) for k, v in Decoder(dec).state_dict().items()}
 
 
 def test_no_diff_ablation_has_no_diff_stream_and_same_strides():

@@ -62,3 +62,10 @@ def test_the_new_key_is_optional_and_checked():
     c.header["video"]["fps"] = True
     with pytest.raises(BitstreamError, match="fps"):
         parse(write_container(c))
+
+
+def test_info_shows_the_exact_rate(capsys):
+    assert main(["info", str(NEW)]) == 0
+    assert "at 29.97 fps = 30000/1001 (" in capsys.readouterr().out
+    assert main(["info", str(OLD)]) == 0
+    assert "at 29.97 fps (" in capsys.readouterr().out  # a float-only file shows what it stores

@@ -82,12 +82,19 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DecoderConfig":
+        """Inverse of to_dict. Integers only (a bitstream is untrusted: 12.5 or "12" is not a width)."""
+        fields = {k: tuple(_integer(x, k) for x in v) if isinstance(v, list) else _integer(v, k) for k, v in d.items()}
+        fields.setdefault("diff_lift_width", fields.get("diff_width", 0))  # configs written before it existed
         try:
-            fields = {k: tuple(int(x) for x in v) if isinstance(v, list) else int(v) for k, v in d.items()}
-            fields.setdefault("diff_lift_width", fields.get("diff_width", 0))  # configs written before it existed
             return cls(**fields)
-        except (TypeError, ValueError) as e:
+        except TypeError as e:  # a missing or unknown field
             raise ConfigError(f"invalid decoder config: {e}") from None
+
+
+def _integer(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"decoder config: {key} holds {repr(value)[:20]}, not an integer")
+    return value
 
 
 @dataclass(frozen=True)
@@ -304,19 +311,34 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def decoder_params(cfg: DecoderConfig) -> int:
-    """Weights + biases of the decoder, computed from the config alone (no module is built)."""
-    n = cfg.embed_ch * cfg.lift_width + cfg.lift_width
+def decoder_shapes(cfg: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """Shape of every entry of `Decoder(cfg).state_dict()`, from the config alone.
+
+    A reader checks a file's tensors against these before building anything: a hostile config must not
+    cost the time or memory of constructing its module.
+    """
+    shapes: dict[str, tuple[int, ...]] = {
+        "lift.weight": (cfg.lift_width, cfg.embed_ch, 1, 1), "lift.bias": (cfg.lift_width,)}
     for i in range(len(cfg.strides)):
-        out = cfg.widths[i] * cfg.strides[i] ** 2
-        n += cfg.stage_in_width(i) * out * cfg.kernels[i] ** 2 + out
+        out, k = cfg.widths[i] * cfg.strides[i] ** 2, cfg.kernels[i]
+        shapes[f"blocks.{i}.conv.weight"] = (out, cfg.stage_in_width(i), k, k)
+        shapes[f"blocks.{i}.conv.bias"] = (out,)
     if cfg.diff_ch:
         w, lw, c = cfg.diff_width, cfg.diff_lift_width, cfg.stage_in_width(cfg.fuse_at)
-        n += cfg.diff_ch * lw + lw  # diff lift
-        n += lw * w * 9 + w  # diff NeRV block
-        n += 2 * ((c + w) * c * 9 + c)  # CCU proposal and gate
-    n += cfg.widths[-1] * 3 * 9 + 3
-    return n
+        shapes.update({
+            "diff_lift.weight": (lw, cfg.diff_ch, 1, 1), "diff_lift.bias": (lw,),
+            "diff_block.conv.weight": (w, lw, 3, 3), "diff_block.conv.bias": (w,),
+            "ccu.proposal.weight": (c, c + w, 3, 3), "ccu.proposal.bias": (c,),
+            "ccu.gate.weight": (c, c + w, 3, 3), "ccu.gate.bias": (c,),
+        })
+    shapes["head.weight"] = (3, cfg.widths[-1], 3, 3)
+    shapes["head.bias"] = (3,)
+    return shapes
+
+
+def decoder_params(cfg: DecoderConfig) -> int:
+    """Weights + biases of the decoder, computed from the config alone (no module is built)."""
+    return sum(math.prod(shape) for shape in decoder_shapes(cfg).values())
 
 
 def stored_values(cfg: DecoderConfig, num_frames: int) -> int:
@@ -335,6 +357,7 @@ __all__ = [
     "stage_widths",
     "frame_differences",
     "decoder_params",
+    "decoder_shapes",
     "stored_values",
     "count_params",
 ]
