@@ -59,6 +59,7 @@ from av.video.reformatter import Interpolation
 
 from dnervcodec.errors import ConfigError, InputError
 from dnervcodec.metrics import bpp, ms_ssim, psnr
+from dnervcodec.rate import as_rate
 
 CODECS = {"libx264": ("h264", "x264"), "libx265": ("hevc", "x265")}  # encoder -> (raw format/decoder, short)
 PIX_FMTS = {"yuv420p": "420", "yuv444p": "444"}
@@ -317,7 +318,7 @@ def encode_stream(frames: np.ndarray, fps: float, cfg: BaselineConfig, crf: floa
     options = {"preset": cfg.preset, "crf": crf_text, **dict(cfg.options)}
     if params:
         options[f"{CODECS[cfg.codec][1]}-params"] = ":".join(f"{k}={v}" for k, v in params.items())
-    rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+    rate = as_rate(fps) if fps > 0 else Fraction(25)  # the exact rate, also from a float (29.97... -> 30000/1001)
     buf = io.BytesIO()
     with av.open(buf, "w", format=cfg.decoder) as out:
         stream = out.add_stream(cfg.codec, rate=rate)

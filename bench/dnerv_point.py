@@ -7,6 +7,7 @@ the reported bpp is the file's real size after entropy coding, header included.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
@@ -22,10 +23,19 @@ from dnervcodec.fit import FitConfig
 from dnervcodec.metrics import bpp, ms_ssim, psnr
 from dnervcodec.video import Video, write_bytes_atomic
 
-from .rd import CODEC_REGISTRY, CodecSpec, register_codec
+from .rd import CODEC_REGISTRY, CodecSpec, baseline_seconds, register_codec
 
 QUICK_BUDGETS = (0.04, 0.06, 0.1, 0.2)  # bpp at 8 bits before entropy coding (files land a little below)
 QUICK_EPOCHS = 40
+# Fit time per pixel and epoch, for bench.rd's time-left estimate: a point of Bunny 160x320, 132 frames took
+# about 310 s at 40 epochs on 2 cores (fit, quantize, code, decode, measure).
+S_PER_PIXEL_EPOCH = 1.1e-6
+
+
+def point_seconds(epochs: int, shape: tuple[int, ...], target_bpp: float) -> float:
+    """Estimated seconds of one point: every training epoch (fit, pruning fine-tune, QAT) plus a baseline's
+    worth of coding and measuring. The budget barely matters: the fit's cost is the frames', not the model's."""
+    return S_PER_PIXEL_EPOCH * math.prod(shape[:3]) * epochs + baseline_seconds(shape)
 
 
 def dnerv_point(base: EncodeConfig, work_dir: Path | None, frames: np.ndarray, fps: float, target_bpp: float,
@@ -90,12 +100,16 @@ def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = T
         f"{quant}, entropy-coded; bpp of the whole .dnerv file",
         meta={"epochs": epochs, "use_diff": use_diff, "prune": prune, "bits": bits, "qat_epochs": qat_epochs,
               "rd_epochs": rd_epochs, "value_bits": value_bits, "version": __version__},
+        seconds=partial(point_seconds, epochs + base.prune_epochs + (rd_epochs or qat_epochs)),
     )
 
 
-def register(epochs: int = QUICK_EPOCHS, budgets=QUICK_BUDGETS) -> None:
+def register(epochs: int = QUICK_EPOCHS, budgets=QUICK_BUDGETS, work_dir: Path | None = None) -> None:
+    """Register `dnerv` and `dnerv-nodiff`; with a `work_dir`, each keeps its points' checkpoints in
+    work_dir/NAME (bench.rd gives OUT/work), so a stopped sweep resumes its unfinished point."""
     for name, use_diff in (("dnerv", True), ("dnerv-nodiff", False)):
-        register_codec(dnerv_spec(name, epochs, budgets, use_diff), replace=name in CODEC_REGISTRY)
+        spec = dnerv_spec(name, epochs, budgets, use_diff, work_dir=None if work_dir is None else work_dir / name)
+        register_codec(spec, replace=name in CODEC_REGISTRY)
 
 
 register()

@@ -31,12 +31,12 @@ from typing import Sequence
 import numpy as np
 
 from dnervcodec.denoise.noise import add_awgn
-from dnervcodec.errors import ConfigError, DnervError
+from dnervcodec.errors import ConfigError, DnervError, Interrupted
 from dnervcodec.video import parse_resolution, read_video, resolve_input
 
 from .denoise import denoised, parse_options
 from .dnerv_point import dnerv_spec
-from .rd import CodecSpec, baseline_spec, run_benchmark
+from .rd import CodecSpec, baseline_spec, interrupted_message, run_benchmark
 
 CHAINS = ("x264-medium-420", "x265-medium-420", "x265-medium-444", "nlm+x265-medium-444",
           "stbn+x265-medium-444", "dnerv", "stbn+dnerv", "vdp+dnerv")
@@ -86,7 +86,8 @@ def chain_spec(name: str, clean: np.ndarray, sigma: float, seed: int, cache: Pat
     point = partial(_chain_point, spec.run_point, denoiser or None, clean, sigma, seed, cache, denoise_options)
     meta = {**spec.meta, "denoiser": denoiser or None, "sigma": sigma, "noise_seed": seed,
             "denoise_options": (denoise_options or {}).get(denoiser, {})}
-    return CodecSpec(name, spec.param, spec.params, point, f"Noisy input (AWGN sigma {sigma:g}): {description}", meta)
+    return CodecSpec(name, spec.param, spec.params, point, f"Noisy input (AWGN sigma {sigma:g}): {description}", meta,
+                     spec.seconds)  # the denoiser runs once per clip (cached): a point costs what its codec does
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -138,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       log_rate=True,  # rates span two decades: x265's cheapest points sit at 0.005 bpp
                       title=f"{Path(str(args.clip)).stem} {h}x{w}, {t} frames, AWGN sigma {args.sigma:g}: "
                             "quality against the clean clip")
+    except (Interrupted, KeyboardInterrupt):
+        print(interrupted_message(out), file=sys.stderr)
+        return 130
     except (DnervError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

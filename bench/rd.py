@@ -8,7 +8,9 @@
 Outputs in --out: one `<codec>.json` per codec (CompressAI's results schema, see bench/results.py),
 `rd-psnr.png`, `rd-ms-ssim.png` and `results.md` (points of every codec and the BD table of the test codec
 against each anchor). Every point is saved as soon as it is measured; rerunning the same command skips the
-points already in the files, so an interrupted run resumes where it stopped.
+points already in the files, so an interrupted run resumes where it stopped, and a DNeRV point stopped in
+its fit continues from its checkpoint in OUT/work (removed once the point is measured). The time left
+weighs each point by its estimated cost (CodecSpec.seconds): a DNeRV point takes minutes, a baseline seconds.
 
 Codecs. A baseline is named CODEC-PRESET-CHROMA (x264-medium-420, x265-veryslow-444, ...; see
 bench/baselines.py) and swept over CRF. Any other codec, e.g. ours, joins through the registry:
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,7 +43,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from dnervcodec.errors import ConfigError, DnervError
+from dnervcodec.errors import ConfigError, DnervError, Interrupted
 from dnervcodec.options import OneLineParser, float_arg, int_arg, resolution_arg
 from dnervcodec.video import parse_resolution, read_video, resolve_input
 
@@ -49,11 +52,27 @@ from .plot import plot_rd, write_markdown
 from .results import ResultsFile
 
 RunPoint = Callable[[np.ndarray, float, Any], dict]
+PointSeconds = Callable[[tuple[int, ...], Any], float]
+
+# What a point costs, for the time-left estimate only. The bar counts estimated seconds and tqdm measures how
+# fast they pass, so only the ratios between codecs matter. Measured on Bunny 160x320, 132 frames, 2 cores:
+# an x264/x265 medium point (encode, decode, PSNR, MS-SSIM) takes 5-15 s, a veryslow one 12-98 s (DNeRV
+# points: bench/dnerv_point.py).
+BASELINE_S_PER_PIXEL = 1.2e-6
+PRESET_FACTOR = {"slow": 2.0, "slower": 3.0, "veryslow": 4.0, "placebo": 8.0}
+
+
+def baseline_seconds(shape: tuple[int, ...], param: Any = None, preset: str = "medium") -> float:
+    """Estimated seconds of one point of an x264/x265 baseline (also the default for a codec without one)."""
+    return BASELINE_S_PER_PIXEL * math.prod(shape[:3]) * PRESET_FACTOR.get(preset, 1.0)
 
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """A codec the benchmark can sweep: `run_point(frames, fps, param) -> dict` for each value of `params`."""
+    """A codec the benchmark can sweep: `run_point(frames, fps, param) -> dict` for each value of `params`.
+
+    `seconds(frames.shape, param)` estimates a point's time, so that the time left counts slow codecs (our
+    DNeRV points take minutes where a baseline takes seconds); None means as long as a baseline point."""
 
     name: str
     param: str  # name of the swept parameter, stored with every point (e.g. "crf")
@@ -61,6 +80,10 @@ class CodecSpec:
     run_point: RunPoint
     description: str = ""
     meta: dict = field(default_factory=dict)  # settings recorded in the results file; a resume must match
+    seconds: PointSeconds | None = None
+
+    def point_seconds(self, shape: tuple[int, ...], param: Any) -> float:
+        return (self.seconds or baseline_seconds)(tuple(shape), param)
 
 
 # The hook for codecs that are not baselines (our DNeRV codec, for one). Fill it with register_codec().
@@ -122,6 +145,7 @@ def baseline_spec(name: str, crfs: Sequence[float] = QUICK_CRFS, threads: int = 
         run_point=partial(_baseline_point, cfg),
         description=description,
         meta={"codec": cfg.to_dict(), "av": av.__version__},
+        seconds=partial(baseline_seconds, preset=cfg.preset),
     )
 
 
@@ -175,11 +199,14 @@ def run_benchmark(
     }
     todo = [(c, p) for c in codecs for p in c.params if not files[c.name].done(p)] if measure else []
     skipped = sum(len(c.params) for c in codecs) - len(todo)
-    bar = tqdm(todo, desc="rd", unit="pt", disable=not progress, dynamic_ncols=True)
+    estimates = [c.point_seconds(frames.shape, p) for c, p in todo]
+    # The bar counts estimated seconds, not points: a DNeRV point weighs minutes, a baseline point seconds.
+    bar = tqdm(total=sum(estimates), desc="rd", disable=not progress, dynamic_ncols=True, smoothing=0,
+               bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]")
     if skipped and progress:
         tqdm.write(f"resuming: {skipped} point(s) already in {out}")
-    for codec, p in bar:
-        bar.set_description(f"{codec.name} {codec.param}={p}")
+    for k, ((codec, p), estimate) in enumerate(zip(todo, estimates)):
+        bar.set_description(f"point {k + 1}/{len(todo)} {codec.name} {codec.param}={p}")
         t0 = time.perf_counter()
         point = dict(codec.run_point(frames, fps, p))
         point.setdefault(codec.param, p)
@@ -188,7 +215,8 @@ def run_benchmark(
         if missing:
             raise ConfigError(f"{codec.name}: run_point returned no {missing}")
         files[codec.name].add(point)
-        bar.set_postfix(bpp=f"{point['bpp']:.4f}", psnr=f"{point['psnr-rgb']:.2f}")
+        bar.set_postfix(bpp=f"{point['bpp']:.4f}", psnr=f"{point['psnr-rgb']:.2f}", refresh=False)
+        bar.update(estimate)
     bar.close()
     docs = [files[c.name].doc() for c in codecs]
     plot_rd(docs, out / "rd-psnr.png", "psnr-rgb", title=title, log_x=log_rate)
@@ -197,6 +225,12 @@ def run_benchmark(
     intro = ", ".join(f"{k}: {v}" for k, v in clip_meta.items())
     write_markdown(out / "results.md", docs, test=test, title=title, intro=intro, pareto=pareto)
     return docs
+
+
+def interrupted_message(out: str | Path) -> str:
+    """What a stopped benchmark tells the user: rerunning resumes (the bench has no --resume option)."""
+    return (f"interrupted: run the same command again to resume (measured points are saved in {out}, "
+            f"an unfinished DNeRV point's checkpoint in {Path(out) / 'work'})")
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -244,9 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     crfs = [int(c) if float(c).is_integer() else c for c in crfs]
     from . import dnerv_point  # registers dnerv and dnerv-nodiff
 
-    epochs = args.dnerv_epochs or preset.get("dnerv_epochs")
-    if epochs or args.budgets:
-        dnerv_point.register(epochs or dnerv_point.QUICK_EPOCHS, tuple(args.budgets or dnerv_point.QUICK_BUDGETS))
+    # Each DNeRV point checkpoints into OUT/work/CODEC/..., so a stopped run resumes its unfinished point.
+    epochs = args.dnerv_epochs or preset.get("dnerv_epochs") or dnerv_point.QUICK_EPOCHS
+    dnerv_point.register(epochs, tuple(args.budgets or dnerv_point.QUICK_BUDGETS), work_dir=Path(args.out) / "work")
     args.test = args.test or preset.get("test")
     for module in args.plugin:
         try:
@@ -273,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             title=f"{Path(str(clip)).stem} {h}x{w}, {t} frames",
         )
+    except (Interrupted, KeyboardInterrupt):
+        print(interrupted_message(args.out), file=sys.stderr)
+        return 130
     except DnervError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

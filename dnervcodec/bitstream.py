@@ -40,7 +40,7 @@ from .compress.quant import MAX_BITS, MIN_BITS, QuantParams, dequantize, quantiz
 from .errors import BitstreamError, ConfigError
 
 SIGNATURE = b"\x8bDNRV\r\n\x1a\n"
-FORMAT_VERSION: tuple[int, int] = (3, 0)
+FORMAT_VERSION: tuple[int, int] = (3, 1)  # 3.1: optional header key video.fps_rational
 OLDEST_MAJOR = 1  # format 1.x files (float32 tables and parameters, one group) are still read
 SHARED_STREAM_MAJOR = 3  # from format 3 on, a segment's tensors share one range-coder stream (CODE chunk)
 

@@ -449,7 +449,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         _start_run(args, run_dir)
         denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
         clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
-        path = write_video(args.output, clean, video.fps, args.overwrite)
+        path = write_video(args.output, clean, video.rate, args.overwrite)
     print(f"{path}: {plural(clean.shape[0], 'frame')} {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
           f"in {duration(time.perf_counter() - t0)}")
     return 0
@@ -459,6 +459,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode
     from .errors import OutputError
     from .outputs import is_stdout
+    from .rate import header_rate
     from .video import check_output_path, write_video, write_y4m_stream
 
     to_stdout = is_stdout(args.output)
@@ -470,10 +471,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     shape = f"{plural(frames.shape[0], 'frame')} {frames.shape[1]}x{frames.shape[2]}"
     if to_stdout:  # stdout carries the video and nothing else; the summary goes to stderr
         sys.stdout.flush()
-        write_y4m_stream(sys.stdout.buffer, frames, header["video"]["fps"])
+        write_y4m_stream(sys.stdout.buffer, frames, header_rate(header["video"]))
         print(f"y4m on standard output: {shape}", file=sys.stderr)
         return 0
-    path = write_video(args.output, frames, header["video"]["fps"], args.overwrite)
+    path = write_video(args.output, frames, header_rate(header["video"]), args.overwrite)
     print(f"{path}: {shape}")
     return 0
 
@@ -486,14 +487,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_PACKAGES = {"matplotlib": "matplotlib", "skvideo": "scikit-video", "cv2": "opencv-python-headless"}
+
+
+def bench_missing(module: str | None) -> str:
+    """What to install when importing the benchmark failed on `module`: the bench package or one of its extras."""
+    top = (module or "bench").split(".")[0]
+    if top == "bench":
+        return ("the benchmark (package bench) is not installed: in a source checkout, "
+                "pip install -e '.[bench]'")
+    package = BENCH_PACKAGES.get(top, top)
+    return f"the benchmark needs {package}, which is not installed: pip install {package} (or the extra '.[bench]')"
+
+
 def cmd_bench(rest: list[str]) -> int:
-    """Forward everything after `dnerv bench` to bench.rd, which lives in the source checkout."""
-    sys.path.insert(0, os.getcwd())
+    """Forward everything after `dnerv bench` to bench.rd, installed with dnervcodec (extras: '.[bench]')."""
     try:
         from bench.rd import main as rd_main
-    except ImportError:
-        print("dnerv bench: error: the benchmark lives in the source checkout; run it from the repository root",
-              file=sys.stderr)
+    except ModuleNotFoundError as e:
+        print(f"dnerv bench: error: {bench_missing(e.name)}", file=sys.stderr)
         return 2
     try:
         return rd_main(rest)

@@ -27,6 +27,7 @@ from .models.cost import DecodeCost, DecodeLimits, decode_cost
 from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
+from .rate import header_fields, header_rate
 from .qat import qat_config, tune_quantized
 from .ranges import frame_range
 from .rd import rd_tune
@@ -252,7 +253,7 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
             quantized["e.diff"] = quantize_tensor(diff, cfg.bits, "embedding")
     header = {
         "encoder": f"dnervcodec {__version__}",
-        "video": {"frames": T, "height": H, "width": W, "fps": video.fps,
+        "video": {"frames": T, "height": H, "width": W, **header_fields(video.rate),
                   "source_size": list(video.source_size), "start": cfg.start},
         "coding": {"bits": cfg.bits if cfg.rd_epochs <= 0 else "learned", "prune": cfg.prune,
                    "qat_epochs": cfg.qat_epochs, "rd_epochs": cfg.rd_epochs, "budget": sizing.budget},
@@ -334,9 +335,7 @@ class _Claims:
         W = _int(video, "width", 1, MAX_SIDE)
         if T * H * W * 3 > MAX_OUTPUT_BYTES:
             raise BitstreamError(f"the file claims {T} frames of {H}x{W}, more than this decoder will allocate")
-        fps = video.get("fps")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < 1000:
-            raise BitstreamError("header field 'fps' is missing or out of range")
+        header_rate(video)
         if n_segments == 0:
             raise BitstreamError("the file holds no segment")
         self.frames, self.height, self.width = T, H, W

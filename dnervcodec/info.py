@@ -96,12 +96,14 @@ def format_info(info: dict) -> str:
     if isinstance(source, list) and len(source) == 2 and all(_is_int(x) for x in source):
         extra.append(f"source {source[0]}x{source[1]}")
     extra.append(f"first frame {v['start'] if _is_int(v.get('start')) else 0}")
+    rate = v.get("fps_rational")  # checked by parse: [num, den] when present
+    fps_text = f"{v['fps']:g} fps" + (f" = {rate[0]}/{rate[1]}" if isinstance(rate, list) and rate[1] != 1 else "")
     coding = info["coding"]
     coding_text = (", ".join(f"{k} {val}" for k, val in coding.items()) if isinstance(coding, dict)
                    else json.dumps(coding))
     lines = [
         f"{info['file']}: dnerv format {info['format_version']}, written by {info['encoder']}",
-        f"video: {plural(v['frames'], 'frame')} {v['height']}x{v['width']} at {v['fps']:g} fps ({', '.join(extra)})",
+        f"video: {plural(v['frames'], 'frame')} {v['height']}x{v['width']} at {fps_text} ({', '.join(extra)})",
         f"coding: {coding_text}",
         f"size: {info['bytes']} bytes, {info['bpp']:.4f} bpp",
     ]

@@ -11,6 +11,7 @@ import os
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -30,6 +31,7 @@ from .outputs import (  # noqa: F401  (write_bytes_atomic is re-exported: bench 
 )
 from .ranges import check_range_options, frame_range
 from .options import MAX_PIXELS_PER_FRAME, parse_resolution  # noqa: F401  (parsed without PyAV, re-exported)
+from .rate import as_rate
 
 SAMPLES = {
     "bunny": "bigbuckbunny.mp4",
@@ -38,16 +40,30 @@ SAMPLES = {
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TEXT_DEMUXERS = {"tty"}  # FFmpeg renders any text file as "ANSI art" video: that is not a video
+DEFAULT_RATE = Fraction(25)  # a folder of images, or a stream that declares no rate
+# Matroska keeps frame durations in whole nanoseconds, and FFmpeg reads its rate back with terms of at most
+# 30000: 60000/1001 returns as 19001/317. Our .mkv files carry the exact rate in this tag as well.
+RATE_TAG = "DNERV_FRAME_RATE"
 
 
 @dataclass(frozen=True)
 class Video:
-    """Decoded frames plus what a decoder needs to play them back."""
+    """Decoded frames plus what a decoder needs to play them back.
+
+    `rate` is the exact frame rate (30000/1001); `fps` is the same as a float, for code that wants a number.
+    Give either (a Fraction as `fps` works too): the other one is filled in.
+    """
 
     frames: np.ndarray  # uint8 [T, H, W, 3]
     fps: float
     source_size: tuple[int, int]  # (H, W) before crop/resize
     notes: tuple[str, ...] = ()  # what reading changed or dropped (audio, alpha, variable timing), one line each
+    rate: Fraction | None = None
+
+    def __post_init__(self) -> None:
+        rate = as_rate(self.fps if self.rate is None else self.rate)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "fps", float(rate))
 
 
 _NOTES: ContextVar[list[str] | None] = ContextVar("dnervcodec_read_notes", default=None)
@@ -118,7 +134,17 @@ def _prepare(frame: np.ndarray, resolution: tuple[int, int] | None) -> np.ndarra
     return area_resize(np.ascontiguousarray(frame[top : top + ch, left : left + cw]), resolution)
 
 
-def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
+def _stream_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    """The exact rate FFmpeg reads (average, else guessed, else 25 fps); our Matroska tag wins where it agrees."""
+    rate = Fraction(stream.average_rate or stream.guessed_rate or DEFAULT_RATE)
+    try:
+        tagged = Fraction(stream.metadata.get(RATE_TAG, ""))
+    except (ValueError, ZeroDivisionError):
+        return rate
+    return tagged if tagged > 0 and abs(tagged - rate) <= rate / 10_000 else rate
+
+
+def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], Fraction]:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
@@ -130,7 +156,7 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
     if stream.codec_context.width * stream.codec_context.height > MAX_PIXELS_PER_FRAME:
         container.close()
         raise InputError(f"{path}: frames of {stream.codec_context.width}x{stream.codec_context.height} are too large")
-    fps = float(stream.average_rate) if stream.average_rate else 25.0
+    rate = _stream_rate(stream)
     _note_dropped(container, stream)
 
     def frames() -> Iterator[np.ndarray]:
@@ -141,7 +167,7 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
                     step, last_pts = frame.pts - last_pts, frame.pts
                     first_step = step if first_step is None else first_step
                     if abs(step - first_step) > max(1, VFR_TOLERANCE * abs(first_step)):
-                        _note(f"variable frame rate: the timing becomes constant, {fps:g} fps")
+                        _note(f"variable frame rate: the timing becomes constant, {float(rate):g} fps")
                 last_pts = frame.pts if last_pts is None else last_pts
                 yield frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
@@ -149,7 +175,7 @@ def _decode_container(path: Path) -> tuple[Iterator[np.ndarray], float]:
         finally:
             container.close()
 
-    return frames(), fps
+    return frames(), rate
 
 
 def natural_key(name: str) -> tuple:
@@ -180,7 +206,7 @@ def _note_dropped(container: av.container.InputContainer, stream: av.video.strea
         _note("the alpha channel is dropped: frames are read as opaque RGB")
 
 
-def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], float]:
+def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], Fraction]:
     files = image_files(path)
     if not files:
         raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -202,7 +228,7 @@ def _decode_folder(path: Path) -> tuple[Iterator[np.ndarray], float]:
                                  f"{first_shape[0]}x{first_shape[1]}: the images of a folder must have one size")
             yield frame
 
-    return frames(), 25.0
+    return frames(), DEFAULT_RATE
 
 
 def read_video(
@@ -220,7 +246,7 @@ def read_video(
     path = resolve_input(source)
     token = _NOTES.set([])
     try:
-        frames_iter, fps = _decode_folder(path) if path.is_dir() else _decode_container(path)
+        frames_iter, rate = _decode_folder(path) if path.is_dir() else _decode_container(path)
         kept: list[np.ndarray] = []
         source_size, seen = (0, 0), 0
         for index, frame in enumerate(frames_iter):
@@ -240,24 +266,23 @@ def read_video(
         raise InputError(f"{path}: no frames to read (a zero-frame video)")
     if num_frames is None or len(kept) < num_frames:  # read to the end: the clip's length is known
         frame_range(start, num_frames, seen)
-    return Video(np.stack(kept), fps, source_size, notes)
+    return Video(np.stack(kept), float(rate), source_size, notes, rate)
 
 
 # ---------------------------------------------------------------- writing
 
 
-def _encode_stream(target: str | os.PathLike | BinaryIO, fmt: str, frames: np.ndarray, fps: float) -> None:
-    """Mux frames into a file name or a binary stream (y4m to a pipe: the muxer never seeks)."""
+def _encode_stream(target: str | os.PathLike, fmt: str, frames: np.ndarray, rate: Fraction) -> None:
+    """Mux frames losslessly into a .mkv (FFV1, RGB as bgr0) or .mp4 (libx264rgb at qp 0) at the exact rate."""
     codec, pix_fmt, options = {
         "matroska": ("ffv1", "bgr0", {"level": "3"}),
         "mp4": ("libx264rgb", "rgb24", {"qp": "0", "preset": "medium"}),
-        "yuv4mpegpipe": ("rawvideo", "yuv444p", {}),
     }[fmt]
-    rate = max(1, round(fps))
-    target = str(target) if isinstance(target, (str, os.PathLike)) else target
-    with av.open(target, "w", format=fmt) as out:
+    with av.open(str(target), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        if fmt == "matroska":
+            stream.metadata[RATE_TAG] = f"{rate.numerator}/{rate.denominator}"
         for frame in frames:
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             out.mux(stream.encode(vf.reformat(format=pix_fmt) if pix_fmt != "rgb24" else vf))
@@ -274,6 +299,10 @@ def png_bytes(frame: np.ndarray) -> bytes:
 
 
 FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".y4m": "yuv4mpegpipe"}
+# y4m carries YUV only: RGB goes to 8-bit 4:4:4 by BT.601 in limited range (Y 16-235, Cb/Cr 16-240), FFmpeg's
+# swscale default, which is what FFmpeg and we assume reading a y4m that names no matrix. Round trip RGB -> y4m
+# -> RGB: at most 2 off per channel over all 2^24 colours (mean 0.40, 16% of colours exact). docs/compression.md.
+Y4M_COLOUR = {"dst_colorspace": "ITU601", "dst_color_range": "MPEG"}
 
 
 def is_folder_target(path: str | os.PathLike) -> bool:
@@ -302,35 +331,53 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
 
 
 def _yuv444_planes(frame: np.ndarray) -> bytes:
-    """RGB -> yuv444p by the same swscale conversion the .y4m file writer uses, planes without line padding."""
-    yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24").reformat(format="yuv444p")
+    """RGB -> yuv444p (Y4M_COLOUR, by swscale), the three planes without line padding."""
+    rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    yuv = rgb.reformat(format="yuv444p", **Y4M_COLOUR)
     h, w = frame.shape[:2]
     return b"".join(np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w].tobytes() for plane in yuv.planes)
 
 
-def write_y4m_stream(stream: BinaryIO, frames: np.ndarray, fps: float = 25.0) -> None:
+def y4m_header(width: int, height: int, rate: Fraction) -> bytes:
+    """The stream header: exact rate, progressive, 4:4:4, limited range (BT.601 is implied: y4m cannot say)."""
+    return (f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A0:0 C444 XYSCSS=444 "
+            "XCOLORRANGE=LIMITED\n").encode()
+
+
+def write_y4m_stream(stream: BinaryIO, frames: np.ndarray, fps: float | Fraction = DEFAULT_RATE) -> None:
     """Write frames as a y4m (4:4:4) stream to a binary file object, e.g. stdout for `| ffplay -`.
 
     Written frame by frame without a muxer: PyAV's muxer cannot be closed cleanly once a pipe's reader has
-    left, while a plain write raises BrokenPipeError, which the CLI treats as the reader's choice. The bytes
-    equal those of write_video(NAME.y4m).
+    left, while a plain write raises BrokenPipeError, which the CLI treats as the reader's choice. A .y4m
+    file is written by this same function, so the two are byte for byte the same. Not lossless: see
+    Y4M_COLOUR.
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ConfigError("frames must be uint8 [T, H, W, 3]")
     _, h, w, _ = frames.shape
-    stream.write(f"YUV4MPEG2 W{w} H{h} F{max(1, round(fps))}:1 Ip A0:0 C444 XYSCSS=444\n".encode())
+    stream.write(y4m_header(w, h, as_rate(fps)))
     for frame in frames:
         stream.write(b"FRAME\n" + _yuv444_planes(frame))
     stream.flush()
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, overwrite: bool = False) -> Path:
-    """Write uint8 [T,H,W,3] frames losslessly: .mkv (FFV1), .mp4 (libx264rgb qp 0), .y4m (4:4:4), or a folder.
+def _write_y4m_file(path: Path, frames: np.ndarray, rate: Fraction) -> None:
+    with open(path, "wb") as f:
+        write_y4m_stream(f, frames, rate)
 
-    A path that ends in '/' or has no suffix becomes a folder of PNGs frame_00000.png, ... All outputs are
-    written to a temporary name first and renamed, so an interrupted write leaves nothing half-written. An
-    existing output is refused unless `overwrite`; a folder must be new, empty, or (with `overwrite`) hold
-    only frames we wrote before: see outputs.py. Nothing else is ever deleted.
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float | Fraction = DEFAULT_RATE,
+                overwrite: bool = False) -> Path:
+    """Write uint8 [T,H,W,3] frames at the exact rate `fps` (a Fraction, or a float as as_rate reads it).
+
+    - .mkv (FFV1, RGB) and .mp4 (libx264rgb, qp 0): lossless, every RGB value comes back;
+    - a path that ends in '/' or has no suffix: a folder of PNGs frame_00000.png, ...: lossless, but PNGs
+      hold no frame rate (a folder reads back at 25 fps);
+    - .y4m: 8-bit YUV 4:4:4, not lossless (Y4M_COLOUR: at most 2 off per channel).
+    The rate is stored exactly in .mp4 and .y4m, and in .mkv through RATE_TAG (Matroska alone rounds it).
+    All outputs are written to a temporary name first and renamed, so an interrupted write leaves nothing
+    half-written. An existing output is refused unless `overwrite`; a folder must be new, empty, or (with
+    `overwrite`) hold only frames we wrote before: see outputs.py. Nothing else is ever deleted.
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ConfigError("frames must be uint8 [T, H, W, 3]")
@@ -340,6 +387,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0, 
     if folder:
         return write_frame_folder(path, (png_bytes(frame) for frame in frames), overwrite)
     suffix = path.suffix.lower()
+    rate = as_rate(fps)
+    if suffix == ".y4m":
+        return write_file_atomic(path, lambda tmp: _write_y4m_file(tmp, frames, rate), overwrite)
     if suffix == ".mp4" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         raise ConfigError("libx264rgb needs even width and height: write .mkv or PNGs instead")
-    return write_file_atomic(path, lambda tmp: _encode_stream(tmp, FORMATS[suffix], frames, fps), overwrite)
+    return write_file_atomic(path, lambda tmp: _encode_stream(tmp, FORMATS[suffix], frames, rate), overwrite)

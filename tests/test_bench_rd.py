@@ -131,3 +131,70 @@ def test_dnerv_point_resumes_from_its_work_dir(tmp_path, monkeypatch):
     # Same decoded video (the byte count may differ by the stage timings the file carries as text).
     assert all(resumed[k] == straight[k] for k in ("psnr-float", "psnr-rgb", "ms-ssim-rgb", "stored_values"))
     assert not list(work.iterdir())
+
+
+def test_time_left_counts_the_dnerv_points(tmp_path, monkeypatch):
+    """The bar weighs each point by its estimated seconds: on the quick preset the four DNeRV points are most
+    of the time (about 5 min each, where a baseline point takes seconds)."""
+    import bench.dnerv_point as dp
+
+    bunny = (132, 160, 320, 3)
+    dnerv = dp.dnerv_spec("dnerv", dp.QUICK_EPOCHS)
+    assert 150 < dnerv.point_seconds(bunny, 0.1) < 600  # measured: about 310 s
+    assert 2 < rd.get_codec("x264-medium-420").point_seconds(bunny, 25) < 20  # measured: 5 s
+    slow = rd.get_codec("x265-veryslow-444").point_seconds(bunny, 25)
+    assert slow > 2 * rd.get_codec("x265-medium-444").point_seconds(bunny, 25)
+    assert dp.dnerv_spec("d", 40, qat_epochs=30).point_seconds(bunny, 0.1) > 1.5 * dnerv.point_seconds(bunny, 0.1)
+    quick = [rd.get_codec(a) for a in rd.PRESETS["quick"]["anchors"]]
+    baselines = sum(c.point_seconds(bunny, p) for c in quick for p in c.params)
+    assert sum(dnerv.point_seconds(bunny, p) for p in dnerv.params) > 3 * baselines
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, **kwargs):
+            self.total, self.done = total, 0.0
+            bars.append(self)
+
+        def update(self, n):
+            self.done += n
+
+        def set_description(self, *a, **k): ...
+        def set_postfix(self, *a, **k): ...
+        def close(self): ...
+
+    monkeypatch.setattr(rd, "tqdm", Recorder)
+    fake = rd.CodecSpec("slow-one", "q", (1, 2), lambda f, fps, q: {"bpp": q, "psnr-rgb": 30 + q, "ms-ssim-rgb": 0.9},
+                        seconds=lambda shape, q: 100.0 * q)
+    rd.run_benchmark(moving_shapes(2, 16, 32), 25.0, [rd.get_codec("x264-ultrafast-444", crfs=(30,)), fake],
+                     tmp_path, test="slow-one", progress=False)
+    baseline = rd.get_codec("x264-ultrafast-444").point_seconds((2, 16, 32, 3), 30)
+    assert bars[0].total == pytest.approx(300 + baseline) and bars[0].done == pytest.approx(bars[0].total)
+
+
+def test_rd_resumes_an_interrupted_dnerv_point(tmp_path, monkeypatch, capsys):
+    """bench.rd gives each DNeRV point a work folder, as bench.noisy_rd does: a stopped run continues the
+    point's fit from its checkpoint instead of from zero, and the folder goes once the point is measured."""
+    import bench.dnerv_point as dp
+    import dnervcodec.fit as fit_module
+    from tests.conftest import InterruptAfter
+
+    monkeypatch.setattr(rd, "CODEC_REGISTRY", dict(rd.CODEC_REGISTRY))
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(6, 32, 64), fps=25)
+    out = tmp_path / "out"
+    argv = ["--clip", str(clip), "--anchors", "dnerv", "--dnerv-epochs", "3", "--budgets", "8", "--out", str(out),
+            "--no-progress"]
+    real_encode = dp.encode_video
+    with monkeypatch.context() as m:  # Ctrl-C after 5 fit steps
+        m.setattr(dp, "encode_video", lambda *a, **k: real_encode(*a, **{**k, "progress": InterruptAfter(5)}))
+        assert rd.main(argv) == 130
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert (out / "work" / "dnerv" / "bpp8-e3" / "checkpoint.pt").is_file()
+    loads = []
+    real_load = fit_module.load_checkpoint
+    monkeypatch.setattr(fit_module, "load_checkpoint", lambda p: loads.append(p) or real_load(p))
+    assert rd.main(argv) == 0
+    assert loads and "bpp8-e3" in str(loads[0]), "the rerun fitted the point from zero"
+    assert load_results(out / "dnerv.json")["results"]["target_bpp"] == [8]
+    assert not (out / "work" / "dnerv" / "bpp8-e3").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dnervcodec import codec
-from dnervcodec.bitstream import read_container, write_container
+from dnervcodec.bitstream import FORMAT_VERSION, read_container, write_container
 from dnervcodec.cli import main
 from tests.hostile import HUGE_ACTIVATIONS, craft
 from tests.test_bitstream import build, split_chunks
@@ -91,7 +91,7 @@ def test_info_on_a_valid_file_without_optional_fields(valid: bytes, tmp_path: Pa
         path.write_bytes(write_container(c))
         code, out, err = _run(["info", str(path)], capsys)
         assert code == 0 and err == "", err
-        assert out.startswith(f"{path}: dnerv format 3.0") and "segment 0" in out
+        assert out.startswith(f"{path}: dnerv format {'.'.join(map(str, FORMAT_VERSION))}") and "segment 0" in out
     code, out, _ = _run(["info", "--json", str(path)], capsys)
     assert code == 0 and json.loads(out)["encoder"] == {"name": 7}
 

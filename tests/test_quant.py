@@ -10,6 +10,7 @@ from dnervcodec.compress.quant import (
     QuantParams,
     dequantize,
     fake_quantize,
+    half,
     quantization_mse,
     quantize,
     quantize_embedding,
@@ -149,3 +150,21 @@ def test_fake_quantize_constant_tensor_is_finite() -> None:
     assert torch.equal(y.detach(), x.detach())
     y.sum().backward()
     assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_half_rounds_to_float16_as_asked() -> None:
+    """The one float16 rounding of quantization and entropy models: nearest, directed, or kept in a range."""
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.normal(0, 3, 2000), rng.uniform(0, 1e-7, 50), [0.0, 1.0, 65504.0, 1e-9]])
+    for kw in ({}, {"up": True}, {"down": True}, {"lo": -1.0, "hi": 1.0}):
+        h = half(v, **kw, dtype=np.float64)
+        assert h.dtype == np.float64 and np.array_equal(h, h.astype(np.float16).astype(np.float64))
+    nearest = half(v)
+    assert nearest.dtype == np.float32 and np.array_equal(nearest, v.astype(np.float16).astype(np.float32))
+    assert (half(v, up=True) >= v).all() and (half(v, down=True) <= v).all()
+    assert (half(v, up=True)[v > 0] > 0).all()  # a positive scale never becomes the constant-channel 0
+    inside = half(v, lo=-1.0, hi=1.0)
+    assert ((inside >= -1) | (v < -1)).all() and ((inside <= 1) | (v > 1)).all()
+    edge = half(np.array([0.99995, 0.33335]), lo=0.3333, hi=0.9999, dtype=np.float64)  # nearest: 1.0, 0.33325
+    assert edge.tolist() == [float(np.nextafter(np.float16(1), np.float16(0))),
+                             float(np.nextafter(np.float16(0.33335), np.float16(1)))]

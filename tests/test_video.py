@@ -1,25 +1,84 @@
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
 
 from dnervcodec.errors import ConfigError, InputError
-from dnervcodec.video import centre_crop_box, parse_resolution, read_video, write_video
+from dnervcodec.video import Video, centre_crop_box, parse_resolution, read_video, write_video
 from tests.conftest import moving_shapes
 
 
+RATES = [Fraction(30000, 1001), Fraction(24000, 1001), Fraction(60000, 1001), Fraction(25), Fraction(2997, 100)]
+
+
 @pytest.mark.parametrize("name", ["a.mkv", "a.mp4", "frames/"])
-def test_lossless_round_trip(tmp_path, name):
-    frames = moving_shapes(5, 32, 64)
-    path = write_video(tmp_path / name, frames, fps=24)
-    video = read_video(path)
-    assert video.frames.shape == frames.shape
-    np.testing.assert_array_equal(video.frames, frames)
+def test_lossless_outputs_give_back_every_value_bit_exact(tmp_path, name):
+    frames = np.random.default_rng(1).integers(0, 256, (3, 32, 64, 3), dtype=np.uint8)  # every value, no structure
+    frames[0, 0, :3] = [[0, 0, 0], [255, 255, 255], [255, 0, 0]]
+    video = read_video(write_video(tmp_path / name, frames, fps=24))
+    assert video.frames.dtype == np.uint8 and np.array_equal(video.frames, frames)
 
 
-def test_y4m_round_trip_is_near_lossless(tmp_path):
-    frames = moving_shapes(4, 32, 64)
-    video = read_video(write_video(tmp_path / "a.y4m", frames))
-    assert np.abs(video.frames.astype(int) - frames).max() <= 3  # 4:4:4 YUV rounding only
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".y4m"])
+@pytest.mark.parametrize("rate", RATES, ids=str)
+def test_fractional_frame_rates_round_trip_exactly(tmp_path, suffix, rate):
+    video = read_video(write_video(tmp_path / f"a{suffix}", moving_shapes(2, 16, 32), fps=rate))
+    assert video.rate == rate and isinstance(video.rate, Fraction) and video.fps == float(rate)
+
+
+def test_a_folder_of_pngs_holds_no_rate(tmp_path):
+    assert read_video(write_video(tmp_path / "frames", moving_shapes(2, 16, 32), fps=Fraction(30000, 1001))).rate == 25
+
+
+def test_matroska_alone_rounds_the_rate_and_our_tag_restores_it(tmp_path):
+    import dnervcodec.video as video_module
+
+    path = write_video(tmp_path / "a.mkv", moving_shapes(2, 16, 32), fps=Fraction(60000, 1001))
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].average_rate == Fraction(19001, 317)  # whole-nanosecond frame durations
+        assert c.streams.video[0].metadata[video_module.RATE_TAG] == "60000/1001"
+    assert read_video(path).rate == Fraction(60000, 1001)
+
+
+def test_a_tag_that_disagrees_with_the_stream_is_ignored(tmp_path, monkeypatch):
+    import dnervcodec.video as video_module
+
+    path = write_video(tmp_path / "a.mkv", moving_shapes(2, 16, 32), fps=25)
+    monkeypatch.setattr(video_module, "RATE_TAG", "NOT_THERE")  # a file without the tag: the stream's rate
+    assert read_video(path).rate == 25
+    monkeypatch.undo()
+    real = video_module._stream_rate
+
+    class Stream:  # a remuxed file whose stale tag says 50 fps while the stream plays at 25
+        average_rate, guessed_rate, metadata = Fraction(25), None, {video_module.RATE_TAG: "50/1"}
+
+    assert real(Stream()) == 25
+    Stream.metadata = {video_module.RATE_TAG: "garbage"}
+    assert real(Stream()) == 25
+
+
+def test_video_takes_a_float_or_a_fraction():
+    frames = moving_shapes(1, 8, 8)
+    assert Video(frames, 30000 / 1001, (8, 8)).rate == Fraction(30000, 1001)  # the float old headers hold
+    v = Video(frames, Fraction(24000, 1001), (8, 8))
+    assert v.rate == Fraction(24000, 1001) and v.fps == 24000 / 1001 and isinstance(v.fps, float)
+    assert Video(frames, 25.0, (8, 8), rate=Fraction(50)).fps == 50.0  # the exact rate wins
+
+
+def test_y4m_is_bt601_limited_range_444_and_at_most_2_off(tmp_path):
+    """What docs/compression.md states about .y4m, measured over all 2^24 RGB colours in one 4096x4096 frame."""
+    r, g, b = np.meshgrid(np.arange(256), np.arange(256), np.arange(256), indexing="ij")
+    colours = np.stack([r, g, b], -1).reshape(1, 4096, 4096, 3).astype(np.uint8)
+    path = write_video(tmp_path / "all.y4m", colours, fps=Fraction(30000, 1001))
+    header = path.read_bytes()[:100].split(b"\n")[0].decode()
+    assert header == "YUV4MPEG2 W4096 H4096 F30000:1001 Ip A0:0 C444 XYSCSS=444 XCOLORRANGE=LIMITED"
+    err = np.abs(read_video(path).frames.astype(np.int16) - colours)
+    assert err.max() == 2 and 0.39 < err.mean() < 0.41 and 0.15 < (err.max(-1) == 0).mean() < 0.17
+    planes = np.frombuffer(path.read_bytes(), np.uint8, offset=len(header) + 1 + len(b"FRAME\n")).reshape(3, -1)
+    at = lambda rgb: planes[:, (rgb[0] * 256 + rgb[1]) * 256 + rgb[2]].tolist()  # noqa: E731
+    assert at((0, 0, 0)) == [16, 128, 128] and at((255, 255, 255)) == [235, 128, 128]  # limited range
+    assert at((255, 0, 0)) == [81, 90, 240]  # BT.601 (Y = 16 + 219 * 0.299); BT.709 would give Y = 63
 
 
 def test_frame_range_crop_and_resize(tmp_path):

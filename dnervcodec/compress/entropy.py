@@ -54,6 +54,7 @@ import numpy as np
 
 from ..errors import BitstreamError
 from .models import bin_mass
+from .quant import half
 
 MODELS = ("categorical", "laplace", "gaussian", "uniform")
 PARAMETRIC = ("laplace", "gaussian")
@@ -340,14 +341,6 @@ def _layout(count: int, groups: int, pinned: bool) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- encoding
 
 
-def _half(value: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Round to float16 (what the file stores) and keep the result inside [lo, hi]."""
-    h = np.asarray(value, np.float64).astype(np.float16)
-    h = np.where(h.astype(np.float64) > hi, np.nextafter(h, np.float16(-np.inf)), h)
-    h = np.where(h.astype(np.float64) < lo, np.nextafter(h, np.float16(np.inf)), h)
-    return h.astype(np.float64)
-
-
 def _fit_group(model: str, symbols: np.ndarray, alphabet: int) -> tuple[float, float]:
     """(mean, scale) for one group, as float16 values: the moment estimate, then the scale from a small grid
     by the group's cross-entropy under the quantized model (the continuous estimate ignores the binning,
@@ -358,9 +351,10 @@ def _fit_group(model: str, symbols: np.ndarray, alphabet: int) -> tuple[float, f
         scale = float(np.mean(np.abs(x - mean)))
     else:
         mean, scale = float(x.mean()), float(x.std())
-    mean = float(_half(np.array(mean), 0.0, alphabet - 1.0))
+    mean = float(half(mean, lo=0.0, hi=alphabet - 1.0, dtype=np.float64))
     values, weights = np.unique(symbols, return_counts=True)
-    scales = _half(np.clip(scale * _SCALE_GRID, MIN_SCALE, MAX_SCALE_F16), MIN_SCALE, MAX_SCALE_F16)
+    scales = half(np.clip(scale * _SCALE_GRID, MIN_SCALE, MAX_SCALE_F16), lo=MIN_SCALE, hi=MAX_SCALE_F16,
+                  dtype=np.float64)
     p = _bin_probs(model, values.astype(np.float64)[None, :], mean, scales[:, None], alphabet)
     bits = -(weights[None, :] * np.log2(np.maximum(p, 2.0**-24))).sum(1)
     return mean, float(scales[int(np.argmin(bits))])

@@ -103,11 +103,15 @@ def _ranges(x: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
     return lo.astype(np.float64).reshape(-1), hi.astype(np.float64).reshape(-1)
 
 
-def _half(v: np.ndarray, up: bool = False, down: bool = False) -> np.ndarray:
-    """Values representable in float16 (how scales and offsets are stored), held as float32.
+def half(v: np.ndarray, up: bool = False, down: bool = False, lo: float | None = None, hi: float | None = None,
+         dtype: type = np.float32) -> np.ndarray:
+    """Values representable in float16 (how the file stores scales, offsets and model parameters), as `dtype`.
 
-    Offsets round down and scales up, so [offset, offset + scale * (2^bits - 1)] still covers the data and
-    the error stays within half a step; a positive scale never rounds to zero (a constant channel's mark).
+    Round to nearest, or direct: offsets round down and scales up, so [offset, offset + scale * (2^bits - 1)]
+    still covers the data and the error stays within half a step; with `up` a positive value never rounds to
+    zero (a constant channel's mark). `lo`/`hi` step a result that rounding took out of [lo, hi] back inside
+    (one float16 step: clip first), for fields the reader checks against a range (entropy-model parameters).
+    One function for quantization and entropy models alike, so both store float16 the same way.
     """
     v = np.asarray(v, np.float64)
     h = v.astype(np.float16)
@@ -115,7 +119,11 @@ def _half(v: np.ndarray, up: bool = False, down: bool = False) -> np.ndarray:
         h = np.where((h.astype(np.float64) < v) | ((h == 0) & (v > 0)), np.nextafter(h, np.float16(np.inf)), h)
     if down:
         h = np.where(h.astype(np.float64) > v, np.nextafter(h, np.float16(-np.inf)), h)
-    return h.astype(np.float32)
+    if hi is not None:
+        h = np.where(h.astype(np.float64) > hi, np.nextafter(h, np.float16(-np.inf)), h)
+    if lo is not None:
+        h = np.where(h.astype(np.float64) < lo, np.nextafter(h, np.float16(np.inf)), h)
+    return h.astype(dtype)
 
 
 def quantize(x: np.ndarray, bits: int, axis: int | None) -> tuple[np.ndarray, QuantParams]:
@@ -135,8 +143,8 @@ def quantize(x: np.ndarray, bits: int, axis: int | None) -> tuple[np.ndarray, Qu
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise ConfigError("tensor has NaN or infinite values (a diverged fit?): lower the learning rate and refit")
     levels = (1 << bits) - 1
-    offset = _half(lo, down=True)
-    scale = _half((hi - offset.astype(np.float64)) / levels, up=True)
+    offset = half(lo, down=True)
+    scale = half((hi - offset.astype(np.float64)) / levels, up=True)
     if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
         raise ConfigError("tensor values exceed the float16 range of the stored scales and cannot be quantized")
     bshape = _channel_shape(x.ndim, axis)
@@ -221,8 +229,8 @@ def fake_quantize(x: "torch.Tensor", bits: int, axis: int | None) -> "torch.Tens
             others = [d for d in range(xd.dim()) if d != axis]
             lo = xd.amin(dim=others, keepdim=True) if others else xd
             hi = xd.amax(dim=others, keepdim=True) if others else xd
-        offset = _half(lo.double().cpu().numpy(), down=True)
-        scale = _half((hi.double().cpu().numpy() - offset.astype(np.float64)) / levels, up=True)
+        offset = half(lo.double().cpu().numpy(), down=True)
+        scale = half((hi.double().cpu().numpy() - offset.astype(np.float64)) / levels, up=True)
         offset64 = torch.from_numpy(offset.astype(np.float64)).to(xd.device)
         safe64 = torch.from_numpy(np.where(scale > 0, scale, np.float32(1)).astype(np.float64)).to(xd.device)
         symbols = torch.clamp(torch.round((xd.double() - offset64) / safe64), 0, levels)
@@ -250,7 +258,7 @@ def quantize_step(x: np.ndarray, step: np.ndarray, axis: int | None) -> tuple[np
     """
     x = np.asarray(x, np.float64)
     axis = _normalize_axis(axis, x.ndim)
-    step16 = _half(np.clip(np.asarray(step, np.float64).reshape(-1), MIN_STEP, MAX_STEP))
+    step16 = half(np.clip(np.asarray(step, np.float64).reshape(-1), MIN_STEP, MAX_STEP))
     bshape = _channel_shape(x.ndim, axis)
     q = np.rint(x / step16.astype(np.float64).reshape(bshape))
     if not np.isfinite(q).all():

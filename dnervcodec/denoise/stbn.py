@@ -41,14 +41,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnervcodec.checkpoint import Checkpointer, StopAtStepBoundary, frames_digest
+from dnervcodec.checkpoint import Checkpointer, frames_digest
 from dnervcodec.denoise.base import check_frames
 from dnervcodec.denoise.flow import FLOW_BACKENDS, WARP_MODES, estimate_flows, warp
 from dnervcodec.denoise.gaussian import COVARIANCE_PARAMS, covariance_from_raw, gaussian_nll, posterior_mean
 from dnervcodec.denoise.noise import estimate_sigma
+from dnervcodec.denoise.run import ARRAY, RNG, Session, TrainingRun
 from dnervcodec.device import resolve_device
-from dnervcodec.errors import ConfigError, DenoiseInterrupted
-from dnervcodec.progress import Progress, progress_stage
+from dnervcodec.errors import ConfigError
+from dnervcodec.progress import Progress
 
 
 class CentreMaskedConv2d(nn.Conv2d):
@@ -283,31 +284,24 @@ class STBN:
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)  # uint8 [T,3,H,W]
         ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "sigma": noise, "digest": frames_digest(frames)},
                             self.checkpoint_minutes)
-        run = _Run(rng=np.random.default_rng(self.seed))
-        state = ckpt.restore_training(resume, net, opt)
-        if state is not None:
-            run = _Run.from_state(state)
+        session = Session(self.name, ckpt, net, opt, _Run(rng=np.random.default_rng(self.seed)), resume)
+        run = session.run
         self.history = run.history
         passes = self.passes
         windows = self.windows(frames.shape[0])
         total = sum(passes) + len(passes) * windows  # training steps + one step per inference window
         done = sum(passes[: run.pass_index]) + run.pass_index * windows + run.step
         s = None if noise is None else noise / 255.0
-        with StopAtStepBoundary() as stopper, progress_stage(progress, "denoise stbn", total, done) as bar:
-            try:
-                out = run.first_pass
-                flows, flow_source = None, None
-                while run.pass_index < len(passes):
-                    source = out if run.pass_index > 0 and self.refines else frames
-                    if flows is None or source is not flow_source:
-                        flows, flow_source = self._flows(source, device), source
-                    self._train(net, opt, clip, flows, passes[run.pass_index], run, s, bar, stopper, ckpt)
-                    out = self._infer(net, clip, flows, s, bar)
-                    run.pass_index, run.step, run.first_pass = run.pass_index + 1, 0, out
-            except KeyboardInterrupt:
-                ckpt.save_training(net, opt, run.state())
-                raise DenoiseInterrupted(f"stbn interrupted in pass {run.pass_index + 1}, step {run.step}"
-                                         f"{ckpt.where()}") from None
+        with session.steps(progress, total, done) as bar:
+            out = run.first_pass
+            flows, flow_source = None, None
+            while run.pass_index < len(passes):
+                source = out if run.pass_index > 0 and self.refines else frames
+                if flows is None or source is not flow_source:
+                    flows, flow_source = self._flows(source, device), source
+                self._train(net, opt, clip, flows, passes[run.pass_index], session, s, bar)
+                out = self._infer(net, clip, flows, s, bar)
+                run.pass_index, run.step, run.first_pass = run.pass_index + 1, 0, out
         return out
 
     def _flows(self, frames: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,14 +327,14 @@ class STBN:
         return posterior_mean(y, mu, covariance_from_raw(raw), s).movedim(-1, 2)
 
     def _train(self, net: STBNNet, opt: torch.optim.Optimizer, clip: torch.Tensor,
-               flows: tuple[torch.Tensor, torch.Tensor], iters: int, run: "_Run", s: float | None,
-               bar: Progress, stopper: StopAtStepBoundary, ckpt: Checkpointer) -> None:
+               flows: tuple[torch.Tensor, torch.Tensor], iters: int, session: Session, s: float | None,
+               bar: Progress) -> None:
+        run = session.run
         t, _, h, w = clip.shape
         length, ch, cw = min(self.clip_len, t), min(self.crop, h), min(self.crop, w)
         net.train()
         while run.step < iters:
-            if stopper.requested:
-                raise KeyboardInterrupt
+            session.check_stop()
             for group in opt.param_groups:
                 group["lr"] = self.learning_rate(run.step, iters)
             xs, ps, ns = [], [], []
@@ -362,8 +356,7 @@ class STBN:
             run.history.append(value)
             run.step += 1
             bar.update(1, loss=value, **{"pass": f"{run.pass_index + 1}/{len(self.passes)}"})
-            if ckpt.due():
-                ckpt.save_training(net, opt, run.state())
+            session.save_if_due()
 
     def windows(self, num_frames: int) -> int:
         """Inference windows per pass: every clip_len-frame window of the clip (stride 1)."""
@@ -407,25 +400,13 @@ class STBN:
         return out.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-@dataclass
-class _Run:
+@dataclass(kw_only=True)
+class _Run(TrainingRun):
     """Where a denoising run stands: pass, step within it, the sampler's state, losses, first-pass output."""
 
-    rng: np.random.Generator
+    rng: np.random.Generator = field(metadata=RNG)
     pass_index: int = 0
-    step: int = 0
-    history: list[float] = field(default_factory=list)
-    first_pass: np.ndarray | None = None
+    first_pass: np.ndarray | None = field(default=None, metadata=ARRAY)
 
-    def state(self) -> dict:
-        return {"pass_index": self.pass_index, "step": self.step, "history": list(self.history),
-                "rng": self.rng.bit_generator.state,
-                "first_pass": None if self.first_pass is None else torch.from_numpy(self.first_pass)}
-
-    @classmethod
-    def from_state(cls, state: dict) -> "_Run":
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
-        first = state["first_pass"]
-        return cls(rng, state["pass_index"], state["step"], list(state["history"]),
-                   None if first is None else first.numpy())
+    def position(self) -> str:
+        return f"in pass {self.pass_index + 1}, step {self.step}"

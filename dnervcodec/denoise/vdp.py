@@ -18,12 +18,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnervcodec.checkpoint import Checkpointer, StopAtStepBoundary, frames_digest
+from dnervcodec.checkpoint import Checkpointer, frames_digest
 from dnervcodec.denoise.base import check_frames
 from dnervcodec.denoise.noise import estimate_sigma
+from dnervcodec.denoise.run import Session, TrainingRun
 from dnervcodec.device import resolve_device
-from dnervcodec.errors import ConfigError, DenoiseInterrupted
-from dnervcodec.progress import Progress, progress_stage
+from dnervcodec.errors import ConfigError
+from dnervcodec.progress import Progress
 
 DYNAMICS_MODES = ("free", "rollout")
 
@@ -240,17 +241,11 @@ class VDP:
         clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(device)  # uint8 [T,3,H,W]
         ckpt = Checkpointer(run_dir, {"denoiser": self.options(), "digest": frames_digest(frames)},
                             self.checkpoint_minutes)
-        run = _Run.start(clip.shape)
-        state = ckpt.restore_training(resume, net, opt)
-        if state is not None:
-            run = _Run.from_state(state)
+        session = Session(self.name, ckpt, net, opt, _Run.start(clip.shape), resume)
+        run = session.run
         self.history = run.history
-        with StopAtStepBoundary() as stopper, progress_stage(progress, "denoise vdp", self.iters, run.step) as bar:
-            try:
-                self._fit(net, opt, clip, sigma, run, bar, stopper, ckpt)
-            except KeyboardInterrupt:
-                ckpt.save_training(net, opt, run.state())
-                raise DenoiseInterrupted(f"vdp interrupted at step {run.step}{ckpt.where()}") from None
+        with session.steps(progress, self.iters, run.step) as bar:
+            self._fit(net, opt, clip, sigma, session, bar)
         return self._estimate(net, run, device)
 
     def _optimizer(self, net: VDPNet) -> torch.optim.Optimizer:
@@ -259,12 +254,12 @@ class VDP:
                                  {"params": [net.latents], "lr": self.latent_lr or self.lr}])
 
     def _fit(self, net: VDPNet, opt: torch.optim.Optimizer, clip: torch.Tensor, sigma: float | None,
-             run: "_Run", bar: Progress, stopper: StopAtStepBoundary, ckpt: Checkpointer) -> None:
+             session: Session, bar: Progress) -> None:
+        run = session.run
         weights = pyramid_weights(self.pyramid_levels, self.pyramid_growth)
         base_lrs = [self.lr, self.latent_lr or self.lr]
         while run.step < self.iters and not run.stopped:
-            if stopper.requested:
-                raise KeyboardInterrupt
+            session.check_stop()
             for group, base in zip(opt.param_groups, base_lrs):
                 group["lr"] = base * self.lr_scale(run.step)
             predicting = run.step < self.predict_iters
@@ -299,8 +294,7 @@ class VDP:
             bar.update(1, loss=float(loss.detach()), phase=phase)
             if self.on_eval is not None and self.eval_every and run.step % self.eval_every == 0:
                 self.on_eval(run.step, self._estimate(net, run, clip.device))
-            if ckpt.due():
-                ckpt.save_training(net, opt, run.state())
+            session.save_if_due()
         if run.stopped:
             bar.update(self.iters - run.step)
 
@@ -323,12 +317,10 @@ class VDP:
         return (est.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-@dataclass
-class _Run:
+@dataclass(kw_only=True)
+class _Run(TrainingRun):
     """Where a fit stands: step, losses, the running average of decoded frames, the noise-stop state."""
 
-    step: int
-    history: list[dict]
     ema: torch.Tensor  # [T,3,H,W] exponential moving average of decoded frames (bias not yet corrected)
     count: torch.Tensor  # [T] updates per frame, for the bias correction
     residual: torch.Tensor  # [T] last full-resolution residual MSE of each frame (0-255 scale)
@@ -337,8 +329,8 @@ class _Run:
     @classmethod
     def start(cls, shape: torch.Size) -> "_Run":
         t, _, h, w = shape
-        return cls(0, [], torch.zeros(t, 3, h, w), torch.zeros(t, dtype=torch.long),
-                   torch.full((t,), float("inf"), dtype=torch.float64))
+        return cls(ema=torch.zeros(t, 3, h, w), count=torch.zeros(t, dtype=torch.long),
+                   residual=torch.full((t,), float("inf"), dtype=torch.float64))
 
     def observe(self, idx: torch.Tensor, out: torch.Tensor, target: torch.Tensor, decay: float) -> None:
         """Fold a step's decoded frames into the average and remember their residual energy."""
@@ -358,12 +350,3 @@ class _Run:
         """Noise-level-aware stop: once the residual falls to (ratio * sigma)^2 the rest would be noise."""
         if ratio is not None and sigma is not None and bool(torch.isfinite(self.residual).all()):
             self.stopped = float(self.residual.mean()) <= (ratio * sigma) ** 2
-
-    def state(self) -> dict:
-        return {"step": self.step, "history": list(self.history), "ema": self.ema, "count": self.count,
-                "residual": self.residual, "stopped": self.stopped}
-
-    @classmethod
-    def from_state(cls, state: dict) -> "_Run":
-        return cls(state["step"], list(state["history"]), state["ema"], state["count"], state["residual"],
-                   state["stopped"])
