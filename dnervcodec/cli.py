@@ -24,6 +24,8 @@ RUN_MODEL = "model.pt"
 RUN_REPORT = "report.json"
 RUN_FRAMES_CSV = "per_frame_psnr.csv"
 MAX_SEED = 2**32 - 1
+RD_SHARE = 5  # encode: by default 1/RD_SHARE of --epochs is rate-distortion fine-tuning (docs/rd.md)
+RD_VALUE_BITS = 6.0  # and the model is sized at this many bits a stored value
 DENOISE_ITERS = "stbn 1500, vdp 3000"  # STBN.iters and VDP.iters; tests/test_cli_options.py checks them
 
 
@@ -51,10 +53,12 @@ def _add_run_options(p: argparse.ArgumentParser, what: str) -> None:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--size", type=budget_arg, default=None, metavar="VALUES",
-                        help="stored values, embeddings counted: 85k, 0.35M; 1k to 1000M (default: from --bpp)")
+                        help="stored values, embeddings counted: 85k, 0.35M; 1k to 1000M; with rate-distortion "
+                             "fine-tuning the file aims at VALUES bytes (default: from --bpp)")
     budget.add_argument("--bpp", type=float_arg(0, 64, lo_open=True, hi_open=True), default=None,
-                        help="target bits per pixel before entropy coding: stored values x --bits (8 for fit) "
-                             f"/ pixels; {float_range(0, 64, True, True)} (default: 0.1)")
+                        help="target bits per pixel: with rate-distortion fine-tuning (encode's default) the size of "
+                             "the file; otherwise stored values x --bits (8 for fit) / pixels before entropy coding; "
+                             f"{float_range(0, 64, True, True)} (default: 0.1)")
     p.add_argument("--no-diff", action="store_true", help="drop the diff stream (HNeRV-style ablation, same budget)")
     p.add_argument("--diff-stride", type=diff_stride_arg, default=None, metavar="N",
                    help="diff embedding at 1/N of the frame; N a product of at most three strides of 2..5, "
@@ -165,14 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="peak learning rate of that fine-tuning, > 0 (default: --lr / 10)")
     p.add_argument("--rd-epochs", type=int_arg(0), default=None, metavar="N",
                    help="epochs of rate-distortion fine-tuning (learned quantization steps, MSE + lambda * rate, "
-                        "the file aimed at --bpp/--size), >= 0; 0 = min/max quantization at --bits "
-                        "(default: the EncodeConfig default, see README)")
+                        "the file aimed at --bpp/--size), >= 0; 0 = the fit alone, then min/max quantization at "
+                        "--bits (default: a fifth of --epochs, taken from the fit; 0 with --bits or --qat-epochs)")
     p.add_argument("--lambda", dest="rd_lambda", type=float_arg(0, lo_open=True), default=None, metavar="L",
                    help="fixed rate-distortion trade-off (MSE + L * bpp), > 0, instead of aiming at --bpp/--size "
                         "(default: none, lambda follows the target size)")
     p.add_argument("--value-bits", type=float_arg(1, 16), default=None, metavar="B",
-                   help="bits a stored value is expected to cost, which sizes the model for the target file, "
-                        f"{float_range(1, 16)} (default: the EncodeConfig default, see README)")
+                   help="bits a stored value is expected to cost after rate-distortion fine-tuning, which sizes "
+                        f"the model for the target file, {float_range(1, 16)} (default: {RD_VALUE_BITS:g})")
     p.add_argument("--run-dir", metavar="DIR", help="checkpoint folder (default: OUTPUT.run, removed after success)")
     p.add_argument("--denoise", choices=["none", "stbn", "nlm", "vdp"], default="none",
                    help="denoise the clip before encoding (self-supervised stbn/vdp, or OpenCV non-local means)")
@@ -247,6 +251,10 @@ def check_combinations(args: argparse.Namespace) -> None:
             p.error("--prune-epochs needs --prune above 0")
         if args.qat_lr is not None and args.qat_epochs == 0:
             p.error("--qat-lr needs --qat-epochs above 0")
+        if args.rd_epochs and (args.qat_epochs > 0 or args.bits != 8):
+            p.error("--rd-epochs learns its own quantization: leave out --bits and --qat-epochs, or give --rd-epochs 0")
+        if args.rd_lambda is not None and args.rd_epochs == 0:
+            p.error("--lambda needs the rate-distortion stage (--rd-epochs above 0)")
         if args.denoise == "none" and (args.sigma is not None or args.denoise_iters is not None):
             p.error(f"--{'sigma' if args.sigma is not None else 'denoise-iters'} needs --denoise")
         if args.denoise == "nlm" and args.denoise_iters is not None:
@@ -388,27 +396,40 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace, run_dir: Path):
+    from dataclasses import replace
+
     from .codec import EncodeConfig, encode_video
 
     video = _read(args)
     T, H, W, _ = video.frames.shape
-    fit_cfg = _fit_config(args)
+    fit_epochs, rd_options = _rd_plan(args)
+    fit_cfg = replace(_fit_config(args), epochs=fit_epochs)
     prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 5)
     cfg = EncodeConfig(
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
         fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
-        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **_rd_options(args),
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **rd_options,
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
     _start_run(args, run_dir)
     return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
 
 
-def _rd_options(args: argparse.Namespace) -> dict:
-    """Rate-distortion settings given on the command line; the rest keep EncodeConfig's defaults."""
-    given = {"rd_epochs": args.rd_epochs, "rd_lambda": args.rd_lambda, "value_bits": args.value_bits}
-    return {k: v for k, v in given.items() if v is not None}
+def _rd_plan(args: argparse.Namespace) -> tuple[int, dict]:
+    """(fit epochs, rate-distortion settings). By default a fifth of --epochs goes to the rate-distortion
+    stage, so an encode takes about the time the fit alone took; asking for --bits or QAT means the
+    min/max-quantization pipeline, and fewer than 5 epochs leave no stage."""
+    if args.rd_epochs is not None:
+        fit_epochs, rd = args.epochs, args.rd_epochs
+    elif args.qat_epochs > 0 or args.bits != 8:
+        fit_epochs, rd = args.epochs, 0
+    else:
+        rd = args.epochs // RD_SHARE
+        fit_epochs = args.epochs - rd
+    options = {"rd_epochs": rd, "rd_lambda": args.rd_lambda,
+               "value_bits": args.value_bits if args.value_bits is not None else RD_VALUE_BITS}
+    return fit_epochs, options
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
