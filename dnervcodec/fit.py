@@ -213,6 +213,9 @@ def train(
                     if penalty is not None:
                         extra, shown = penalty()
                         loss = loss + extra
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise ConfigError(f"{desc} diverged at epoch {epoch + 1} (loss {loss_value}): lower --lr")
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.clip_grad > 0:
@@ -221,7 +224,7 @@ def train(
                     with torch.no_grad():
                         sq_err += float((out.detach() - target).pow(2).mean()) * len(idx)
                     n_err += len(idx)
-                    loss_sum += float(loss.detach()) * len(idx)
+                    loss_sum += loss_value * len(idx)
                     step_in_epoch += 1
                     steps_this_call += 1
                     bar.update(1)
@@ -249,6 +252,8 @@ def train(
             where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
             raise FitInterrupted(f"{desc} interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
     seconds = elapsed_before + time.perf_counter() - start
+    if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        raise ConfigError(f"{desc} diverged in its last step (weights are not finite): lower --lr")
     checkpoint(epoch, 0, seconds)
     return history, seconds
 

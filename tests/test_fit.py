@@ -98,3 +98,16 @@ def test_ctrl_c_stops_between_steps_and_leaves_a_checkpoint(clip, tmp_path):
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert (state["epoch"], state["step_in_epoch"]) == (0, 3)  # the step under way when Ctrl-C came was finished
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+
+def test_a_diverging_fit_is_an_error_not_a_nan_psnr() -> None:
+    """A learning rate that blows the weights up ends as one clear error (exit 2 in the CLI), not 'PSNR nan'."""
+    from dnervcodec.errors import ConfigError
+    from dnervcodec.fit import FitConfig, fit
+    from dnervcodec.models.sizing import size_model
+    from tests.conftest import moving_shapes
+
+    frames = moving_shapes(4, 32, 64)
+    with pytest.raises(ConfigError, match="diverged.*lower --lr"):
+        fit(frames, size_model(32, 64, 4, 20_000).config, FitConfig(epochs=3, lr=1e30, clip_grad=0), "cpu",
+            progress=False)
