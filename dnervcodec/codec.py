@@ -25,7 +25,7 @@ from .device import resolve_device
 from .fit import ClipTensor, FitConfig, evaluate, fit
 from .models.cost import DecodeCost, DecodeLimits, decode_cost
 from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes
-from .models.padding import coded_size, max_coded_side, pad_frames
+from .models.padding import coded_size, layout_sizes, max_coded_side, pad_frames
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
 from .rate import header_fields, header_rate
@@ -137,8 +137,18 @@ def plan_encode(cfg: EncodeConfig, t: int, h: int, w: int) -> EncodePlan:
     hold even the smallest model, the smallest model is used and a note says so (never an error)."""
     coded = coded_size(h, w, cfg.diff_stride)
     budget = model_budget(cfg, t, h, w)
-    sizing = size_model(*coded, t, budget, cfg.use_diff, cfg.diff_stride,
-                        budget_per_frame=budget / t if cfg.size is None else None, grow=True)
+    per_frame = budget / t if cfg.size is None else None
+    sizing = size_model(*coded, t, budget, cfg.use_diff, cfg.diff_stride, budget_per_frame=per_frame, grow=True)
+    if sizing.asked is not None:
+        # The smallest padding may allow only fine layouts (144x176: diff at 1/16) whose embeddings eat the
+        # budget; a little more padding may allow a coarser one that fits, or at least a smaller file.
+        options = [(size, size_model(*size, t, budget, cfg.use_diff, d, m, budget_per_frame=per_frame, grow=True))
+                   for size, d, m in layout_sizes(h, w, cfg.diff_stride)]
+        fits = [(a * b, (a, b), s) for (a, b), s in options if s.asked is None]
+        if fits:
+            _, coded, sizing = min(fits, key=lambda f: f[0])
+        else:
+            coded, sizing = min([(coded, sizing), *options], key=lambda o: o[1].budget)
     target = target_file_bits(cfg, t, h, w)
     notes: tuple[str, ...] = ()
     if sizing.asked is not None:
