@@ -45,6 +45,8 @@ def test_odd_sizes_encode_and_decode_to_the_source_size(h, w, tmp_path, capsys):
     ch, cw = header["video"]["coded_size"]
     assert ch >= h and cw >= w and (ch, cw) != (h, w) and buildable(ch, cw)
     assert main(["decode", str(out), "-o", str(tmp_path / "dec.y4m")]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0 and f"coded {ch}x{cw}, cropped on decode" in capsys.readouterr().out
     assert read_video(tmp_path / "dec.y4m").frames.shape == (8, h, w, 3)
 
 
