@@ -459,15 +459,15 @@ def _expected_shapes(dec: DecoderConfig, frames: int) -> dict[str, tuple[int, ..
 
 
 def _run_segment(seg: DecodedSegment, start: int, stop: int, device: torch.device, limits: DecodeLimits,
-                 size: tuple[int, int]) -> np.ndarray:
-    """Frames [start, stop) of a segment, cropped to `size` (the decoder may code a padded frame). Batches as
-    large as the memory limit allows (at most MAX_BATCH)."""
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+    """Frames [start, stop) of a segment, cropped to `size` (the decoder may code a padded frame; None: its
+    own size). Batches as large as the memory limit allows (at most MAX_BATCH)."""
     with torch.device("meta"):
         decoder = Decoder(seg.decoder)  # no random initialisation: the file's weights are assigned below
     decoder.load_state_dict({k: torch.from_numpy(v) for k, v in seg.weights.items()}, assign=True)
     decoder = decoder.to(device).eval()
     batch = max(1, min(MAX_BATCH, limits.max_memory_bytes // max(seg.cost.peak_bytes, 1)))
-    H, W = size
+    H, W = size if size is not None else (seg.decoder.height, seg.decoder.width)
     out = np.empty((stop - start, H, W, 3), np.uint8)
     with torch.inference_mode():
         for s in range(start, stop, batch):
