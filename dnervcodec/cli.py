@@ -389,8 +389,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     elif report.psnr_qat is not None:
         pruned += f", {args.bits}-bit {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB by QAT"
     against = f" against the {args.denoise}-denoised input" if args.denoise != "none" else ""
+    coded = f" (coded {report.coded_size[0]}x{report.coded_size[1]})" if report.coded_size else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
-          f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}, "
+          f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}{coded}, "
           f"encode {duration(sum(report.timings.values()))}")
     return 0
 
@@ -398,7 +399,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace, run_dir: Path):
     from dataclasses import replace
 
-    from .codec import EncodeConfig, encode_video
+    from .codec import EncodeConfig, encode_video, plan_encode
 
     video = _read(args)
     T, H, W, _ = video.frames.shape
@@ -412,6 +413,8 @@ def _encode(args: argparse.Namespace, run_dir: Path):
         qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **rd_options,
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
+    for note in plan_encode(cfg, T, H, W).notes:  # said before the fit starts, not after it
+        print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
     _start_run(args, run_dir)
     return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
 

@@ -25,6 +25,7 @@ from .device import resolve_device
 from .fit import ClipTensor, FitConfig, evaluate, fit
 from .models.cost import DecodeCost, DecodeLimits, decode_cost
 from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes
+from .models.padding import coded_size, layout_sizes, max_coded_side, pad_frames
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
 from .rate import header_fields, header_rate
@@ -89,8 +90,10 @@ class EncodeReport:
     psnr_pruned: float | None  # float model after pruning + fine-tuning
     psnr_qat: tuple[float, float] | None  # quantized model before and after quantization-aware fine-tuning
     timings: dict[str, float]
-    encoded_frames: np.ndarray  # what the model was fitted to: the input, or the input after denoising
+    encoded_frames: np.ndarray  # what the model was fitted to (before padding): the input, or the input after denoising
     predicted_bits: float | None = None  # the rate-distortion fit's estimate of the file's size, in bits
+    coded_size: tuple[int, int] | None = None  # the padded size the model codes, when it differs from height x width
+    notes: tuple[str, ...] = ()  # what the encoder chose for the user (a grown budget), one line each
 
     @property
     def bpp(self) -> float:
@@ -117,6 +120,44 @@ def model_budget(cfg: EncodeConfig, t: int, h: int, w: int) -> int:
     if cfg.rd_epochs <= 0:
         return _budget(cfg, t, h, w)
     return max(1000, int(target_file_bits(cfg, t, h, w) / cfg.value_bits))
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """What an encode will code, decided before any work: so the CLI can say it before the fit starts."""
+
+    coded: tuple[int, int]  # frame size the model codes: the input padded to the strides
+    sizing: Sizing
+    target_bits: float  # file size a rate-distortion stage aims at (grown with the budget)
+    notes: tuple[str, ...]
+
+
+def plan_encode(cfg: EncodeConfig, t: int, h: int, w: int) -> EncodePlan:
+    """Pad the size to one the strides can build and size the model for the target; where the target cannot
+    hold even the smallest model, the smallest model is used and a note says so (never an error)."""
+    coded = coded_size(h, w, cfg.diff_stride)
+    budget = model_budget(cfg, t, h, w)
+    per_frame = budget / t if cfg.size is None else None
+    sizing = size_model(*coded, t, budget, cfg.use_diff, cfg.diff_stride, budget_per_frame=per_frame, grow=True)
+    if sizing.asked is not None:
+        # The smallest padding may allow only fine layouts (144x176: diff at 1/16) whose embeddings eat the
+        # budget; a little more padding may allow a coarser one that fits, or at least a smaller file.
+        options = [(size, size_model(*size, t, budget, cfg.use_diff, d, m, budget_per_frame=per_frame, grow=True))
+                   for size, d, m in layout_sizes(h, w, cfg.diff_stride)]
+        fits = [(a * b, (a, b), s) for (a, b), s in options if s.asked is None]
+        if fits:
+            _, coded, sizing = min(fits, key=lambda f: f[0])
+        else:
+            coded, sizing = min([(coded, sizing), *options], key=lambda o: o[1].budget)
+    target = target_file_bits(cfg, t, h, w)
+    notes: tuple[str, ...] = ()
+    if sizing.asked is not None:
+        value_bits = cfg.value_bits if cfg.rd_epochs > 0 else cfg.bits
+        target = max(target, sizing.budget * value_bits)
+        asked = f"--size {cfg.size}" if cfg.size is not None else f"a target of {cfg.bpp:g} bpp"
+        notes = (f"{asked} cannot hold the smallest model for {t} frames of {h}x{w} ({sizing.budget} values); "
+                 f"using it, a file of about {target / 8 / 1000:.0f} kB ({target / (t * h * w):.3g} bpp)",)
+    return EncodePlan(coded, sizing, target, notes)
 
 
 @torch.no_grad()
@@ -194,9 +235,11 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         timings["denoise"] = time.perf_counter() - t0
         extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
                                        "seconds": timings["denoise"]}).encode()
-    budget = model_budget(cfg, T, H, W)
-    sizing = size_model(H, W, T, budget, cfg.use_diff, cfg.diff_stride,
-                        budget_per_frame=budget / T if cfg.size is None else None)
+    plan = plan_encode(cfg, T, H, W)
+    sizing, source = plan.sizing, frames
+    # Every stage fits the padded frames, so its loss counts the replicated border too: a little capacity
+    # spent on flat edges, and the reported PSNR is measured after the decoder's crop.
+    frames = pad_frames(frames, plan.coded)
     device = resolve_device(cfg.device)
 
     fitted = fit(frames, sizing.config, cfg.fit, device, run_dir, resume, progress, desc="fit")
@@ -227,7 +270,7 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
     if cfg.rd_epochs > 0:
         t0 = time.perf_counter()
         rd_dir = Path(run_dir) / "rd" if run_dir is not None else None
-        target = None if cfg.rd_lambda is not None else target_file_bits(cfg, T, H, W) - CONTAINER_BITS
+        target = None if cfg.rd_lambda is not None else plan.target_bits - CONTAINER_BITS
         tuned = rd_tune(frames, decoder, content, diff, qat_config(cfg.fit, cfg.rd_epochs, cfg.rd_lr), target,
                         lam=cfg.rd_lambda if cfg.rd_lambda is not None else 0.01, device=device, run_dir=rd_dir,
                         resume=resume, progress=progress)
@@ -254,7 +297,8 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
     header = {
         "encoder": f"dnervcodec {__version__}",
         "video": {"frames": T, "height": H, "width": W, **header_fields(video.rate),
-                  "source_size": list(video.source_size), "start": cfg.start},
+                  "source_size": list(video.source_size), "start": cfg.start,
+                  **({"coded_size": list(plan.coded)} if plan.coded != (H, W) else {})},
         "coding": {"bits": cfg.bits if cfg.rd_epochs <= 0 else "learned", "prune": cfg.prune,
                    "qat_epochs": cfg.qat_epochs, "rd_epochs": cfg.rd_epochs, "budget": sizing.budget},
     }
@@ -265,7 +309,8 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         extra["rd"] = json.dumps(rd_info).encode()
     data = write_container(Container(header=header, segments=[segment], ancillary=extra))
     return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, psnr_qat, timings,
-                        frames, None if rd_info is None else rd_info["predicted_bits"])
+                        source, None if rd_info is None else rd_info["predicted_bits"],
+                        plan.coded if plan.coded != (H, W) else None, plan.notes)
 
 
 def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:
@@ -323,6 +368,7 @@ class _Claims:
     def __init__(self, limits: DecodeLimits) -> None:
         self.limits = limits
         self.frames = self.height = self.width = 0
+        self.coded = (0, 0)
         self.segments: list[tuple[int, int, DecoderConfig, DecodeCost]] = []
         self.covered = 0
 
@@ -339,6 +385,7 @@ class _Claims:
         if n_segments == 0:
             raise BitstreamError("the file holds no segment")
         self.frames, self.height, self.width = T, H, W
+        self.coded = _coded_size(video, H, W)
 
     def segment(self, index: int, meta: dict) -> None:
         first = _int(meta, "first_frame", 0, self.frames - 1)
@@ -350,7 +397,7 @@ class _Claims:
             dec = DecoderConfig.from_dict(meta.get("decoder") if isinstance(meta.get("decoder"), dict) else {})
         except (ConfigError, KeyError, TypeError, ValueError, OverflowError) as e:
             raise BitstreamError(f"invalid decoder config in the file: {e}") from None
-        if (dec.height, dec.width) != (self.height, self.width) or max(dec.strides) > 8:
+        if (dec.height, dec.width) != self.coded or max(dec.strides) > 8:
             raise BitstreamError("decoder config does not match the video size")
         if decoder_params(dec) > MAX_DECODER_PARAMS:
             raise BitstreamError("decoder config is implausibly large")
@@ -360,6 +407,19 @@ class _Claims:
             raise BitstreamError(f"segment {index}: the decoder this file describes {over}; raise that limit "
                                  "only if you trust the file")
         self.segments.append((first, n, dec, cost))
+
+
+def _coded_size(video: dict, height: int, width: int) -> tuple[int, int]:
+    """The decoder's frame size: `coded_size` (3.1, optional; the output padded at the bottom/right), else the
+    output size. It must cover the output and exceed it by at most what padding to the strides can need."""
+    coded = video.get("coded_size", [height, width])
+    if (not isinstance(coded, list) or len(coded) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in coded)):
+        raise BitstreamError("header field 'coded_size' is not a pair of integers")
+    for c, out in zip(coded, (height, width)):
+        if not out <= c <= max_coded_side(out):
+            raise BitstreamError(f"coded size {coded[0]}x{coded[1]} does not cover {height}x{width} by padding")
+    return coded[0], coded[1]
 
 
 def parse(data: bytes | bytearray | memoryview, limits: DecodeLimits | None = None) -> StreamInfo:
@@ -398,21 +458,24 @@ def _expected_shapes(dec: DecoderConfig, frames: int) -> dict[str, tuple[int, ..
     return shapes
 
 
-def _run_segment(seg: DecodedSegment, start: int, stop: int, device: torch.device, limits: DecodeLimits) -> np.ndarray:
-    """Frames [start, stop) of a segment. Batches as large as the memory limit allows (at most MAX_BATCH)."""
+def _run_segment(seg: DecodedSegment, start: int, stop: int, device: torch.device, limits: DecodeLimits,
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+    """Frames [start, stop) of a segment, cropped to `size` (the decoder may code a padded frame; None: its
+    own size). Batches as large as the memory limit allows (at most MAX_BATCH)."""
     with torch.device("meta"):
         decoder = Decoder(seg.decoder)  # no random initialisation: the file's weights are assigned below
     decoder.load_state_dict({k: torch.from_numpy(v) for k, v in seg.weights.items()}, assign=True)
     decoder = decoder.to(device).eval()
     batch = max(1, min(MAX_BATCH, limits.max_memory_bytes // max(seg.cost.peak_bytes, 1)))
-    out = np.empty((stop - start, seg.decoder.height, seg.decoder.width, 3), np.uint8)
+    H, W = size if size is not None else (seg.decoder.height, seg.decoder.width)
+    out = np.empty((stop - start, H, W, 3), np.uint8)
     with torch.inference_mode():
         for s in range(start, stop, batch):
             e = min(s + batch, stop)
             c = torch.from_numpy(seg.content[s:e]).to(device)
             d = torch.from_numpy(seg.diff[s:e]).to(device) if seg.diff is not None else None
             rgb = decoder(c, d).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
-            out[s - start : e - start] = rgb.permute(0, 2, 3, 1).cpu().numpy()
+            out[s - start : e - start] = rgb[:, :, :H, :W].permute(0, 2, 3, 1).cpu().numpy()
     return out
 
 
@@ -442,8 +505,9 @@ def decode(
     for seg in info.segments:
         lo, hi = max(start, seg.first_frame), min(stop, seg.first_frame + seg.frames)
         if lo < hi:
-            parts.append(_run_segment(seg, lo - seg.first_frame, hi - seg.first_frame, dev, info.limits))
+            parts.append(_run_segment(seg, lo - seg.first_frame, hi - seg.first_frame, dev, info.limits,
+                                      (info.video["height"], info.video["width"])))
     return np.concatenate(parts), info.header
 
 
-__all__ = ["EncodeConfig", "EncodeReport", "encode", "encode_video", "decode", "parse", "StreamInfo", "DecodeLimits"]
+__all__ = ["EncodeConfig", "EncodeReport", "EncodePlan", "plan_encode", "encode", "encode_video", "decode", "parse", "StreamInfo", "DecodeLimits"]

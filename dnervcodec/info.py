@@ -96,6 +96,9 @@ def format_info(info: dict) -> str:
     if isinstance(source, list) and len(source) == 2 and all(_is_int(x) for x in source):
         extra.append(f"source {source[0]}x{source[1]}")
     extra.append(f"first frame {v['start'] if _is_int(v.get('start')) else 0}")
+    coded = v.get("coded_size")  # checked by parse: covers the output when present
+    if isinstance(coded, list) and coded != [v["height"], v["width"]]:
+        extra.append(f"coded {coded[0]}x{coded[1]}, cropped on decode")
     rate = v.get("fps_rational")  # checked by parse: [num, den] when present
     fps_text = f"{v['fps']:g} fps" + (f" = {rate[0]}/{rate[1]}" if isinstance(rate, list) and rate[1] != 1 else "")
     coding = info["coding"]

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..options import MAX_BUDGET, parse_budget  # noqa: F401  (parsed without torch, re-exported)
 from .dnerv import DecoderConfig, ModelConfig, build_config, decoder_params, stored_values
-from .strides import plan_strides
+from .strides import LAYOUTS, plan_strides
 
 EMBEDDING_SHARE = 1 / 3  # at most this part of the budget goes to embeddings when choosing a layout
-LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1))  # (diff stride, min content-embedding side), paper first
 
 
 def budget_from_bpp(bpp: float, num_frames: int, height: int, width: int, bits: int = 8) -> int:
@@ -35,6 +34,7 @@ class Sizing:
     stored: int  # values the bitstream will store
     diff_stride: int
     min_side: int
+    asked: int | None = None  # the budget asked for, when it could not hold the smallest model and grew
 
 
 def choose_layout(height: int, width: int, num_frames: int, budget: int, diff_ch: int = 2) -> tuple[int, int]:
@@ -65,12 +65,15 @@ def size_model(
     diff_stride: int | None = None,
     min_side: int | None = None,
     budget_per_frame: float | None = None,
+    grow: bool = False,
     **build_kwargs,
 ) -> Sizing:
     """The widest model whose stored values fit the budget.
 
     `budget_per_frame` says the budget grows with the clip (a --bpp target gives this many values a
     frame); it only changes the advice when the budget is too small, as more frames then help, not fewer.
+    With `grow`, a budget too small for the smallest model becomes that model's size (`asked` keeps the
+    request) instead of an error: an encoder should make the smallest file it can rather than refuse.
 
     The layout (diff stride, embedding size) is chosen with the diff stream counted even when
     `use_diff=False`, so that the no-diff ablation has the same strides and differs only by the diff
@@ -89,6 +92,9 @@ def size_model(
     lo, hi = 4, 4096
     smallest = make(lo).decoder
     if stored_values(smallest, num_frames) > budget:
+        if grow:
+            need = stored_values(smallest, num_frames)
+            return Sizing(make(lo), need, need, diff_stride, min_side, asked=budget)
         raise ConfigError(_too_small(smallest, height, width, num_frames, budget, budget_per_frame))
     while lo < hi:  # largest lift width that fits
         mid = (lo + hi + 1) // 2

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 
 ALLOWED_PRIMES = (2, 3, 5)
 MAX_STRIDE = 5
+LAYOUTS = ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1))  # (diff stride, min content-embedding side), paper first
 
 
 def _prime_factors(n: int) -> list[int]:
