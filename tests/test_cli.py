@@ -187,3 +187,17 @@ def test_info_into_a_closed_pipe_is_quiet(unbuffered):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "Exception" not in err
+
+
+def test_encode_spends_a_fifth_of_the_epochs_on_rate_distortion_by_default(clip_file, tmp_path, capsys):
+    out = tmp_path / "clip.dnerv"
+    code, stdout, err = run_cli(["encode", str(clip_file), "--bpp", "4", "--epochs", "5", "--quiet", "--device", "cpu",
+                                 "-o", str(out)], capsys)
+    assert code == 0, err
+    assert "rate-distortion tuned" in stdout and "predicted" in stdout
+    code, info, err = run_cli(["info", str(out), "--json"], capsys)
+    coding = json.loads(info)["coding"]
+    assert code == 0 and coding["rd_epochs"] == 1 and coding["bits"] == "learned", coding
+    code, stdout, err = run_cli(["encode", str(clip_file), "--bpp", "4", "--epochs", "5", "--bits", "6", "--quiet",
+                                 "--device", "cpu", "-o", str(tmp_path / "b6.dnerv")], capsys)
+    assert code == 0 and "rate-distortion" not in stdout, err  # asking for bits means the min/max pipeline
