@@ -83,8 +83,8 @@ class QATResult:
     seconds: float
 
 
-def quantized_psnr(model: StoredTensors, clip: ClipTensor) -> float:
-    """Mean per-frame PSNR of the fake-quantized decoder: what decoding the file would give."""
+def quantized_psnr(model: nn.Module, clip: ClipTensor) -> float:
+    """Mean per-frame PSNR of a quantized model (frame indices in, frames out): what decoding the file would give."""
     model.eval()
     try:
         return float(clip_psnr(model, clip).mean())

@@ -32,9 +32,10 @@ from .compress.models import laplace_bits, laplace_fit
 from .compress.quant import MAX_STEP, MIN_STEP, QuantParams, quantize_step
 from .device import resolve_device
 from .errors import ConfigError
-from .fit import ClipTensor, FitConfig, clip_psnr, train
+from .fit import ClipTensor, FitConfig, train
 from .models.dnerv import Decoder
 from .progress import Progress
+from .qat import quantized_psnr
 
 MIN_LAPLACE_SCALE = 2.0**-6  # in steps, as the coder's smallest scale
 QUANT_SIDE_BITS = 32  # float16 step + float16 offset per channel
@@ -156,14 +157,6 @@ class RDResult:
     lam: float
     history: list[dict]
     seconds: float
-
-
-def quantized_psnr(model: RDTensors, clip: ClipTensor) -> float:
-    model.eval()
-    try:
-        return float(clip_psnr(model, clip).mean())
-    finally:
-        model.train()
 
 
 def rd_tune(

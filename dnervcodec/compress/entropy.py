@@ -53,8 +53,8 @@ import constriction
 import numpy as np
 
 from ..errors import BitstreamError
-from .models import bin_mass
-from .tables import RICE_ESCAPE, RICE_HALVE_AT, pack_counts, unpack_counts  # noqa: F401  (re-exported)
+from .models import LOG2_FLOOR, bin_mass
+from .tables import pack_counts, unpack_counts  # noqa: F401  (unpack_counts re-exported for the reader)
 from .quant import half
 
 MODELS = ("categorical", "laplace", "gaussian", "uniform")
@@ -274,7 +274,7 @@ def _fit_group(model: str, symbols: np.ndarray, alphabet: int) -> tuple[float, f
     scales = half(np.clip(scale * _SCALE_GRID, MIN_SCALE, MAX_SCALE_F16), lo=MIN_SCALE, hi=MAX_SCALE_F16,
                   dtype=np.float64)
     p = _bin_probs(model, values.astype(np.float64)[None, :], mean, scales[:, None], alphabet)
-    bits = -(weights[None, :] * np.log2(np.maximum(p, 2.0**-24))).sum(1)
+    bits = -(weights[None, :] * np.log2(np.maximum(p, LOG2_FLOOR))).sum(1)
     return mean, float(scales[int(np.argmin(bits))])
 
 
@@ -354,7 +354,7 @@ def information_bits(coded: CodedSymbols, symbols: np.ndarray) -> float:
     for start in range(0, groups.shape[0], step):
         block, part = groups[start : start + step].astype(np.float64), rows[start : start + step]
         p = _bin_probs(coded.model, block, part[:, :1], part[:, 1:], coded.alphabet)
-        bits += float(-np.log2(np.maximum(p, 2.0**-24)).sum())
+        bits += float(-np.log2(np.maximum(p, LOG2_FLOOR)).sum())
     return bits
 
 
