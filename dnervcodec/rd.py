@@ -32,7 +32,7 @@ from .compress.models import laplace_bits, laplace_fit
 from .compress.quant import MAX_STEP, MIN_STEP, QuantParams, quantize_step
 from .device import resolve_device
 from .errors import ConfigError
-from .fit import ClipTensor, FitConfig, train
+from .fit import ClipTensor, FitConfig, clip_psnr, train
 from .models.dnerv import Decoder
 from .progress import Progress
 from .qat import quantized_psnr
@@ -41,7 +41,10 @@ MIN_LAPLACE_SCALE = 2.0**-6  # in steps, as the coder's smallest scale
 QUANT_SIDE_BITS = 32  # float16 step + float16 offset per channel
 MODEL_SIDE_BITS = 32  # float16 mean + float16 scale per entropy-model group
 TENSOR_HEADER_BITS = 48 + 8 * 48  # model header plus the tensor chunk's name, shape and framing (estimate)
-LAMBDA_RATE = 0.02  # dual step: log(lambda) moves by this times the relative rate error each step
+LAMBDA_RATE = 0.005  # dual step: log(lambda) moves by this times log(rate / target) per training step
+HARD_RATE_EVERY = 16  # steps between counts of the rounded rate (lambda update and model choice): it costs
+                      # as much as a training step's distortion, and moves slowly
+CALIBRATION_PROBE = 0.1  # log step change whose effect on (MSE, rate) gives the starting lambda
 
 
 class StepQuantizer(nn.Module):
@@ -71,11 +74,11 @@ class StepQuantizer(nn.Module):
         y = x / step
         return (y + (torch.round(y) - y).detach()) * step
 
-    def bits(self, x: torch.Tensor, noise: torch.Generator | None) -> torch.Tensor:
-        """Bits of x's integers as the coder will spend them, side information included: the cheaper of one
-        quantized Laplace per channel and one for the whole tensor (the coder picks the cheapest model, so
-        this is its estimate). Differentiable with additive noise drawn from `noise`; on the rounded integers
-        without."""
+    def bits(self, x: torch.Tensor, noise: torch.Generator | None, per_channel: bool | None = None) -> torch.Tensor:
+        """Bits of x's integers as the coder will spend them, side information included, under one quantized
+        Laplace per channel (`per_channel` True), one for the whole tensor (False), or the cheaper of the two
+        (None: the coder picks the cheapest model, so this is its estimate). Differentiable with additive
+        noise drawn from `noise`; on the rounded integers without."""
         y = x / self.step()
         if noise is not None:
             y = y + (torch.rand(y.shape, generator=noise, device=y.device) - 0.5)
@@ -83,11 +86,17 @@ class StepQuantizer(nn.Module):
             y = torch.round(y).detach()
         groups = 1 if self.axis is None else int(x.shape[self.axis])
         fixed = groups * QUANT_SIDE_BITS + TENSOR_HEADER_BITS
-        shared = laplace_bits(y, *laplace_fit(y, tuple(range(y.dim())), MIN_LAPLACE_SCALE)).sum() + MODEL_SIDE_BITS
-        if groups == 1:
-            return shared + fixed
-        per_channel = laplace_bits(y, *laplace_fit(y, self.dims, MIN_LAPLACE_SCALE)).sum() + groups * MODEL_SIDE_BITS
-        return torch.minimum(shared, per_channel) + fixed
+        if groups == 1 or per_channel is not True:
+            shared = laplace_bits(y, *laplace_fit(y, tuple(range(y.dim())), MIN_LAPLACE_SCALE)).sum() + MODEL_SIDE_BITS
+            if groups == 1 or per_channel is False:
+                return shared + fixed
+        channel = laplace_bits(y, *laplace_fit(y, self.dims, MIN_LAPLACE_SCALE)).sum() + groups * MODEL_SIDE_BITS
+        return (channel if per_channel else torch.minimum(shared, channel)) + fixed
+
+    @torch.no_grad()
+    def prefers_channels(self, x: torch.Tensor) -> bool:
+        """Whether the rounded integers cost fewer bits with one model per channel than with one for all."""
+        return self.axis is not None and bool(self.bits(x, None, True) < self.bits(x, None, False))
 
 
 class RDTensors(nn.Module):
@@ -108,6 +117,8 @@ class RDTensors(nn.Module):
         self.diff_q = None if diff is None else StepQuantizer(self.diff, 1)
         self.register_buffer("lam", torch.tensor(0.0))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.int64))  # noise seeds: a resumed run draws the same
+        # Which model (per channel or shared) each tensor's rate uses while training, from the last hard count.
+        self.register_buffer("per_channel", torch.ones(len(self._stored()), dtype=torch.bool))
 
     def _stored(self) -> list[tuple[str, torch.Tensor, StepQuantizer]]:
         """(name in the file, raw float tensor, its quantizer) for every stored tensor."""
@@ -121,20 +132,35 @@ class RDTensors(nn.Module):
         return out
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        diff = None if self.diff is None else self.diff_q(self.diff)[idx]
-        return self.decoder(self.content_q(self.content)[idx], diff)
+        diff = None if self.diff is None else self.diff_q(self.diff[idx])
+        return self.decoder(self.content_q(self.content[idx]), diff)
 
     def rate_bits(self, noisy: bool = True, seed: int = 0) -> torch.Tensor:
-        """Predicted bits of the file's tensors: payload under the rate model plus side information. With
-        `noisy`, the differentiable estimate, its noise a pure function of (seed, step) so runs resume exactly."""
-        noise = None
-        if noisy:
-            noise = torch.Generator(self.lam.device).manual_seed(seed * 1_000_003 + int(self.steps))
-            self.steps += 1
-        return sum(q.bits(x, noise) for _, x, q in self._stored())
+        """Predicted bits of the file's tensors: payload under the rate model plus side information.
+
+        With `noisy`, the differentiable estimate, each tensor under the model `choose_models` picked last,
+        its noise a pure function of (seed, step) so runs resume exactly. Without, the rate of the rounded
+        integers under the cheaper model for each tensor, as the coder will choose."""
+        if not noisy:
+            return sum(q.bits(x, None) for _, x, q in self._stored())
+        noise = torch.Generator(self.lam.device).manual_seed(seed * 1_000_003 + int(self.steps))
+        self.steps += 1
+        return sum(q.bits(x, noise, bool(c)) for (_, x, q), c in zip(self._stored(), self.per_channel))
+
+    @torch.no_grad()
+    def choose_models(self) -> None:
+        """Pick, for each tensor, the model its training rate uses: the one the coder would pick now."""
+        for i, (_, x, q) in enumerate(self._stored()):
+            self.per_channel[i] = q.prefers_channels(x)
 
     def quantizer_groups(self) -> list[nn.Parameter]:
         return [q.log_step for _, _, q in self._stored()]
+
+    @torch.no_grad()
+    def scale_steps(self, log_factor: float) -> None:
+        """Multiply every quantization step by exp(log_factor): coarser (> 0) or finer (< 0) everywhere."""
+        for p in self.quantizer_groups():
+            p.add_(log_factor)
 
     @torch.no_grad()
     def export(self) -> dict[str, tuple[np.ndarray, QuantParams, tuple]]:
@@ -146,6 +172,34 @@ class RDTensors(nn.Module):
             symbols, quant = quantize_step(x.detach().cpu().numpy(), step, q.axis)
             out[name] = (symbols.reshape(quant.shape), quant, group_axes(kind, x.dim()))
         return out
+
+
+@torch.no_grad()
+def calibrate(model: RDTensors, clip: ClipTensor, target_bits: float, pixels: float) -> float:
+    """Start where the controller should end: scale every step so the rounded rate meets the target, and
+    return the lambda at which that point is optimal, -dMSE/d(bits per pixel), measured by one small move
+    of all steps. Starting at the target size and slope keeps lambda from overshooting while the steps
+    settle (the files of a controller started at an arbitrary lambda landed 10-30% below target)."""
+    lo, hi = -6.0, 6.0  # log factors; the rate falls as the steps grow
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        model.scale_steps(mid)
+        rate = float(model.rate_bits(noisy=False))
+        model.scale_steps(-mid)
+        lo, hi = (mid, hi) if rate > target_bits else (lo, mid)
+    model.scale_steps(0.5 * (lo + hi))
+    mse0, rate0 = _mse_rate(model, clip)
+    model.scale_steps(CALIBRATION_PROBE)
+    mse1, rate1 = _mse_rate(model, clip)
+    model.scale_steps(-CALIBRATION_PROBE)
+    slope = (mse1 - mse0) / max((rate0 - rate1) / pixels, 1e-12)
+    return float(min(max(slope, 1e-6), 1e3))
+
+
+def _mse_rate(model: RDTensors, clip: ClipTensor) -> tuple[float, float]:
+    """(mean squared error of the quantized model over the clip, rounded rate in bits)."""
+    mse = float(np.mean(10.0 ** (-clip_psnr(model, clip) / 10.0)))
+    return mse, float(model.rate_bits(noisy=False))
 
 
 @dataclass(frozen=True)
@@ -189,6 +243,9 @@ def rd_tune(
     model.lam.fill_(lam)
     clip = ClipTensor(frames, device)
     pixels = float(np.prod(frames.shape[:3]))
+    if target_bits is not None:
+        lam = calibrate(model, clip, target_bits, float(np.prod(frames.shape[:3])))
+        model.lam.fill_(lam)
     before = quantized_psnr(model, clip)
     steps = set(id(p) for p in model.quantizer_groups())
     groups = [
@@ -199,13 +256,18 @@ def rd_tune(
     def forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return model(idx), clip.batch(idx, False)[0]
 
+    shown = {"bpp": float("nan")}
+
     def penalty() -> tuple[torch.Tensor, dict]:
+        if int(model.steps) % HARD_RATE_EVERY == 0:  # the rate the file would have now: what lambda steers
+            model.choose_models()
+            with torch.no_grad():
+                hard = float(model.rate_bits(noisy=False))
+            if target_bits is not None:
+                model.lam.mul_(math.exp(HARD_RATE_EVERY * LAMBDA_RATE * math.log(hard / target_bits)))
+            shown["bpp"] = hard / pixels
         bits = model.rate_bits(noisy=True, seed=cfg.seed)
-        with torch.no_grad():  # the rate the file would have now: what lambda steers and the bar shows
-            hard = float(model.rate_bits(noisy=False))
-        if target_bits is not None:
-            model.lam.mul_(math.exp(LAMBDA_RATE * (hard / target_bits - 1.0)))
-        return model.lam * bits / pixels, {"bpp": hard / pixels}
+        return model.lam * bits / pixels, dict(shown)
 
     identity = {"rd_cfg": cfg.to_dict(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr,
                 "digest": frames_digest(frames), "start": start}

@@ -14,6 +14,7 @@ import numpy as np
 from scipy.special import ndtr as _np_ndtr
 
 LOG2_FLOOR = 2.0**-24  # probabilities are floored here before a log (constriction's 24-bit precision)
+_LN2 = float(np.log(2.0))
 
 
 def _ops(x: Any) -> tuple[Any, Any]:
@@ -54,13 +55,20 @@ def bin_mass(model: str, a: Any, b: Any, mean: Any, scale: Any) -> Any:
 def laplace_bits(y: Any, mean: Any, scale: Any) -> Any:
     """-log2 of the mass a Laplace(mean, scale) gives the unit bin around each y (y in quantization steps).
 
+    The mass of :func:`bin_mass` over [y - 1/2, y + 1/2] in closed form, with d = |y - mean| and b = scale:
+    exp(-d/b) * sinh(1/(2b)) for a bin on one side of the mean, 1 - exp(-1/(2b)) * cosh(d/b) for the bin
+    holding it. Its log needs no exp for the outer bins, so it is cheap and exact in the tails.
     Differentiable in y, mean and scale for torch tensors: the rate term of the rate-distortion fit.
     """
     xp, _ = _ops(y)
-    p = bin_mass("laplace", y - 0.5, y + 0.5, mean, scale)
-    if xp is np:
-        return -np.log2(np.maximum(p, LOG2_FLOOR))
-    return -xp.log2(p.clamp_min(LOG2_FLOOR))
+    d = xp.abs(y - mean)
+    half = 0.5 / scale
+    outer = d / (scale * _LN2) - xp.log2(xp.sinh(half))
+    inner_d = xp.minimum(d, 0.5) if xp is np else d.clamp_max(0.5)  # keeps cosh finite where outer applies
+    inner_mass = 1.0 - xp.exp(-half) * xp.cosh(inner_d / scale)
+    inner = -xp.log2(xp.maximum(inner_mass, LOG2_FLOOR) if xp is np else inner_mass.clamp_min(LOG2_FLOOR))
+    bits = xp.where(d >= 0.5, outer, inner)
+    return xp.minimum(bits, -np.log2(LOG2_FLOOR)) if xp is np else bits.clamp_max(-np.log2(LOG2_FLOOR))
 
 
 def laplace_fit(y: Any, dims: tuple[int, ...], min_scale: float) -> tuple[Any, Any]:
