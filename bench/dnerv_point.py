@@ -21,6 +21,7 @@ from dnervcodec import __version__
 from dnervcodec.codec import EncodeConfig, decode, encode_video
 from dnervcodec.fit import FitConfig
 from dnervcodec.metrics import bpp, ms_ssim, psnr
+from dnervcodec.models.cost import decode_cost
 from dnervcodec.video import Video, write_bytes_atomic
 
 from .rd import CODEC_REGISTRY, CodecSpec, baseline_seconds, register_codec
@@ -73,20 +74,23 @@ def dnerv_point(base: EncodeConfig, work_dir: Path | None, frames: np.ndarray, f
         "decode_s": decode_s,
         "bytes": size,
         "stored_values": report.sizing.stored,
+        "decode_macs_per_pixel": decode_cost(report.decoder_config).macs / (report.decoder_config.height
+                                                                          * report.decoder_config.width),
         "diff_stride": report.sizing.diff_stride,
     }
 
 
 def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = True, prune: float = 0.0,
                bits: int = 8, qat_epochs: int = 0, work_dir: Path | None = None, rd_epochs: int = 0,
-               value_bits: float = 8.0) -> CodecSpec:
+               value_bits: float = 8.0, arch: str = "dnerv") -> CodecSpec:
     """Our codec at each target bpp (at `bits` bits per stored value); `qat_epochs` > 0 adds the
     quantization-aware fine-tune, which is what makes fewer bits pay (docs/compression.md); `rd_epochs` > 0
     the rate-distortion fine-tune with learned steps, the model sized at `value_bits` per stored value.
-    `work_dir` keeps each point's checkpoints so an interrupted sweep resumes (see dnerv_point)."""
+    `work_dir` keeps each point's checkpoints so an interrupted sweep resumes (see dnerv_point). `arch` picks
+    the encoders (models.dnerv.ARCHITECTURES; "dnerv-paper" is 0.3.0's)."""
     base = EncodeConfig(fit=FitConfig(epochs=epochs), use_diff=use_diff, prune=prune,
                         prune_epochs=max(1, epochs // 5) if prune else 0, bits=bits, qat_epochs=qat_epochs,
-                        device="auto", rd_epochs=rd_epochs, value_bits=value_bits)
+                        device="auto", rd_epochs=rd_epochs, value_bits=value_bits, arch=arch)
     qat = f" + {qat_epochs} QAT epochs" if qat_epochs else ""
     quant = f"{bits}-bit{qat}"
     if rd_epochs:
@@ -96,10 +100,10 @@ def dnerv_spec(name: str, epochs: int, budgets=QUICK_BUDGETS, use_diff: bool = T
         param="target_bpp",
         params=tuple(budgets),
         run_point=partial(dnerv_point, base, work_dir),
-        description=f"dnervcodec {__version__}: DNeRV{'' if use_diff else ' without diff stream'}, {epochs} epochs, "
+        description=f"dnervcodec {__version__}: {arch}{'' if use_diff else ' without diff stream'}, {epochs} epochs, "
         f"{quant}, entropy-coded; bpp of the whole .dnerv file",
         meta={"epochs": epochs, "use_diff": use_diff, "prune": prune, "bits": bits, "qat_epochs": qat_epochs,
-              "rd_epochs": rd_epochs, "value_bits": value_bits, "version": __version__},
+              "rd_epochs": rd_epochs, "value_bits": value_bits, "arch": arch, "version": __version__},
         seconds=partial(point_seconds, epochs + base.prune_epochs + (rd_epochs or qat_epochs)),
     )
 

@@ -4,8 +4,8 @@
     python -m bench.rd_vs_ptq --clip bunny --resolution 160x320 --out runs/rd-vs-ptq-bunny --only rd
     python -m bench.rd_vs_ptq --clip bunny --resolution 160x320 --out runs/rd-vs-ptq-bunny --report-only
 
-Codecs: x264/x265 anchors; `dnerv-ptq`, the 0.3.0 pipeline (fit, then 8-bit min/max quantization, model
-sized at 8 bits a value); `dnerv-rd`, the rate-distortion pipeline (a larger model sized at `--value-bits`,
+Codecs: x264/x265 anchors; `dnerv-ptq`, the 0.3.0 pipeline (the paper's width-64 encoders, fit, then 8-bit
+min/max quantization, model sized at 8 bits a value); `dnerv-rd`, the rate-distortion pipeline (a larger model sized at `--value-bits`,
 fewer fit epochs plus rate-distortion epochs, so its encode takes about the CPU time of dnerv-ptq; every
 point records `encode_cpu_s` to check). Every point is a real encode to a file and a real decode of it.
 `--only` measures one group, so two processes (one per core) can share an output folder; `--report-only`
@@ -39,15 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rd-fit-epochs", type=int, default=40, help="fit epochs of dnerv-rd")
     ap.add_argument("--rd-epochs", type=int, default=8, help="rate-distortion epochs of dnerv-rd")
     ap.add_argument("--value-bits", type=float, default=6.0, help="dnerv-rd's model sizing, bits a value")
+    ap.add_argument("--arch", default="dnerv", help="dnerv-rd's architecture (dnerv-ptq is 0.3.0's: dnerv-paper)")
     ap.add_argument("--only", choices=["anchors", "ptq", "rd"], nargs="+", help="measure only these groups")
     ap.add_argument("--report-only", action="store_true", help="redraw plots and tables from saved points")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     groups = {
         "anchors": [baseline_spec(a) for a in ANCHORS],
-        "ptq": [dnerv_spec("dnerv-ptq", args.ptq_epochs, args.budgets, work_dir=Path(args.out) / "work" / "ptq")],
+        "ptq": [dnerv_spec("dnerv-ptq", args.ptq_epochs, args.budgets, work_dir=Path(args.out) / "work" / "ptq",
+                           arch="dnerv-paper")],
         "rd": [dnerv_spec("dnerv-rd", args.rd_fit_epochs, args.budgets, rd_epochs=args.rd_epochs,
-                          value_bits=args.value_bits, work_dir=Path(args.out) / "work" / "rd")],
+                          value_bits=args.value_bits, work_dir=Path(args.out) / "work" / "rd", arch=args.arch)],
     }
     chosen = args.only or list(groups)
     codecs = [c for g in groups for c in groups[g] if args.report_only or g in chosen]

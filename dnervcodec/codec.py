@@ -24,7 +24,7 @@ from .errors import BitstreamError, ConfigError, DnervError
 from .device import resolve_device
 from .fit import ClipTensor, FitConfig, evaluate, fit
 from .models.cost import DecodeCost, DecodeLimits, decode_cost
-from .models.dnerv import DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes
+from .models.dnerv import DEFAULT_ARCH, DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes, encoder_width
 from .models.padding import coded_size, layout_sizes, max_coded_side, pad_frames
 from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
 from .progress import Progress
@@ -48,6 +48,7 @@ class EncodeConfig:
     bpp: float = 0.1  # target bpp at `bits` bits per stored value, used when size is None
     use_diff: bool = True
     diff_stride: int | None = None
+    arch: str = DEFAULT_ARCH  # "dnerv" or "dnerv-paper" (models.dnerv.ARCHITECTURES): the encoders' width
     fit: FitConfig = field(default_factory=FitConfig)
     prune: float = 0.0  # fraction of the decoder's parameters removed by channel pruning
     prune_epochs: int = 0  # fine-tuning epochs after pruning
@@ -138,11 +139,14 @@ def plan_encode(cfg: EncodeConfig, t: int, h: int, w: int) -> EncodePlan:
     coded = coded_size(h, w, cfg.diff_stride)
     budget = model_budget(cfg, t, h, w)
     per_frame = budget / t if cfg.size is None else None
-    sizing = size_model(*coded, t, budget, cfg.use_diff, cfg.diff_stride, budget_per_frame=per_frame, grow=True)
+    enc = encoder_width(cfg.arch)
+    sizing = size_model(*coded, t, budget, cfg.use_diff, cfg.diff_stride, budget_per_frame=per_frame, grow=True,
+                        enc_width=enc)
     if sizing.asked is not None:
         # The smallest padding may allow only fine layouts (144x176: diff at 1/16) whose embeddings eat the
         # budget; a little more padding may allow a coarser one that fits, or at least a smaller file.
-        options = [(size, size_model(*size, t, budget, cfg.use_diff, d, m, budget_per_frame=per_frame, grow=True))
+        options = [(size, size_model(*size, t, budget, cfg.use_diff, d, m, budget_per_frame=per_frame, grow=True,
+                                     enc_width=enc))
                    for size, d, m in layout_sizes(h, w, cfg.diff_stride)]
         fits = [(a * b, (a, b), s) for (a, b), s in options if s.asked is None]
         if fits:

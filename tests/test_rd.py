@@ -62,6 +62,9 @@ def test_rd_encode_decodes_to_its_prediction_and_its_rate_follows_the_target() -
         decoded = decode(report.data)[0]
         assert report.psnr_qat[1] == pytest.approx(psnr(frames, decoded), abs=0.02)  # the fit sees the decoder's frames
         assert report.predicted_bits / 8 == pytest.approx(len(report.data), rel=0.05)
+    # the file lands at its target: lambda starts at the target's slope and only corrects from there
+    for report, bpp in ((big, 4.0), (small, 2.5)):
+        assert len(report.data) * 8 / frames[..., 0].size == pytest.approx(bpp, rel=0.1)
     assert len(small.data) < 0.8 * len(big.data)  # a lower target gives a smaller file
     # the same model at 8-bit min/max quantization costs far more than the rate-distortion file of it
     ptq = encode_video(video, EncodeConfig(**{**base, "rd_epochs": 0, "size": f"{big.sizing.stored}"}), progress=False)
