@@ -20,7 +20,9 @@ import pytest
 
 from dnervcodec.compress import fixedpoint
 from dnervcodec.compress.entropy import (
+    TABLE_CHUNK,
     TABLE_FREE,
+    TABLE_MEMORY,
     TABLE_PER_SYMBOL,
     CodedSymbols,
     check_coded,
@@ -201,12 +203,33 @@ def test_table_budget_is_checked_before_any_table_is_built(monkeypatch) -> None:
 
 def test_encoder_keeps_within_its_share_of_the_table_budget() -> None:
     rng = np.random.default_rng(5)
-    x = np.clip(np.rint(rng.normal(rng.uniform(2e4, 4e4, (50, 1)), 300, (50, 40))), 0, 65535).astype(np.int64)
-    free = encode_symbols(x, 1 << 16, model="gaussian", axes=(None, 0))  # 50 x 65,536 entries fit the budget
+    x = np.clip(np.rint(rng.normal(rng.uniform(60, 200, (50, 1)), 3, (50, 40))), 0, 255).astype(np.int64)
+    free = encode_symbols(x, 256, model="gaussian", axes=(None, 0))  # 50 x 256 entries fit the budget
     assert free.params.shape[0] == 50
-    capped = encode_symbols(x, 1 << 16, model="gaussian", axes=(None, 0), max_table=1 << 16)
+    capped = encode_symbols(x, 256, model="gaussian", axes=(None, 0), max_table=49 * 256)
     assert capped.params.shape[0] == 1  # only the shared row fits
     with pytest.raises(ValueError, match="table budget"):
-        encode_symbols(x, 1 << 16, model="gaussian", axes=(None, 0), max_table=1000)
+        encode_symbols(x, 256, model="gaussian", axes=(None, 0), max_table=255)
+    wide = np.clip(np.rint(rng.normal(30000, 300, (50, 40))), 0, 65535).astype(np.int64)
+    assert encode_symbols(wide, 1 << 16, model="gaussian", axes=(None, 0)).params.shape[0] == 1  # 50 x 65,536: over
     shares = table_shares([10, 1000, 0])
     assert sum(shares) <= TABLE_FREE + TABLE_PER_SYMBOL * 1010 and shares[2] == 0
+
+
+@pytest.mark.parametrize("model", ["laplace", "gaussian"])
+def test_table_memory_is_bounded_by_a_chunk(model: str) -> None:
+    """Tables are built TABLE_CHUNK entries at a time; one chunk's temporaries stay within TABLE_MEMORY."""
+    import tracemalloc
+
+    coded = CodedSymbols(model, 1 << 16, 3, np.array([[30000.0, 500.0]]), None)
+    x = np.array([29000, 30000, 31000])
+    words = encode_stream([(coded, x)])
+    tracemalloc.start()
+    try:  # one chunk: a table of 65,536 entries, for the information bound and again for decoding
+        check_stream([(coded, x.shape)], words.size)
+        out = decode_stream(words, [(coded, x.shape)])[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(out, x.reshape(-1))
+    assert TABLE_CHUNK == 1 << 16 and peak < TABLE_MEMORY
