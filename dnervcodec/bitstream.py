@@ -201,7 +201,8 @@ def shared_stream(seg: Segment) -> Segment:
         symbols = segment_symbols(seg)
     except BitstreamError as exc:
         raise ValueError(f"a tensor cannot be written: {exc}") from None
-    tensors = {name: replace(t, coded=replace(t.coded, words=None, portable=True)) for name, t in seg.tensors.items()}
+    tensors = {name: replace(t, coded=replace(t.coded, words=None, portable=True))
+               for name, t in seg.tensors.items()}
     words = encode_stream([(t.coded, symbols[name]) for name, t in tensors.items()])
     return Segment(meta=seg.meta, tensors=tensors, stream=words)
 

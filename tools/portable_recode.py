@@ -62,9 +62,9 @@ def recode(path: Path, tensors: bool) -> list[str]:
             for name, t in seg.tensors.items():
                 a, b = same[-1].tensors[name].coded, chosen[-1].tensors[name].coded
                 s = symbols[name]
-                lines.append(f"  {name:28s} {s.size:8d}  float {_label(t.coded):16s} {information_bits(t.coded, s):10.1f}"
-                             f"  same {information_bits(a, s):10.1f}  re-chosen {_label(b):16s} "
-                             f"{information_bits(b, s):10.1f}")
+                lines.append(f"  {name:28s} {s.size:8d}  float {_label(t.coded):16s} "
+                             f"{information_bits(t.coded, s):10.1f}  same {information_bits(a, s):10.1f}  "
+                             f"re-chosen {_label(b):16s} {information_bits(b, s):10.1f}")
     sizes, seconds = {}, {"as written": _decode_seconds(data)}
     for label, segments in (("same models", same), ("re-chosen", chosen)):
         out = write_container(Container(header=old.header, segments=segments, ancillary=old.ancillary))

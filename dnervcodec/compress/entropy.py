@@ -50,8 +50,8 @@ words *before* anything is allocated:
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 

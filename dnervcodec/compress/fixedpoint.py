@@ -44,12 +44,14 @@ def pow2_neg_tables() -> tuple[np.ndarray, np.ndarray]:
     for _ in range(X_BITS):
         c.append(math.isqrt(c[-1] << _WIDE))
 
-    def table(first: int) -> np.ndarray:  # bit b of j is f's bit of weight 2^-(first + 13 - b): factor c[first + 13 - b]
+    def table(first: int) -> np.ndarray:  # bit b of j weighs 2^-(first + 13 - b) in f: factor c[first + 13 - b]
         t = [1 << _WIDE]
         for b in range(_HALF_BITS):
             factor = c[first + _HALF_BITS - b]
             t += [(v * factor + (1 << (_WIDE - 1))) >> _WIDE for v in t]
-        return np.array([(v + (1 << (_WIDE - _Q - 1))) >> (_WIDE - _Q) for v in t], np.int64)
+        out = np.array([(v + (1 << (_WIDE - _Q - 1))) >> (_WIDE - _Q) for v in t], np.int64)
+        out.flags.writeable = False  # shared by every caller (cached)
+        return out
 
     return table(0), table(_HALF_BITS)
 
