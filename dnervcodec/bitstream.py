@@ -10,7 +10,9 @@ checked against fixed limits and against the bytes left before anything is alloc
 raises :class:`BitstreamError`. :func:`read_container` parses and validates but does not entropy-decode;
 :func:`decode_segment` decodes a segment's tensors, after bounding their symbol counts by the coded size.
 From format 3 on, a segment's tensors share one range-coder stream, a ``CODE`` chunk after its ``TNSR``
-chunks; files of format 1 and 2 (words inside each ``TNSR``) are still read.
+chunks; files of format 1 and 2 (words inside each ``TNSR``) are still read. From format 4 on, every entropy
+model's frequencies are integer tables (portable decoding); files of formats 1 to 3 are read with the float
+models they were written with.
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ from .compress.entropy import (
     encode_stream,
     encode_symbols,
     pack_counts,
+    table_shares,
     unpack_counts,
 )
 from .compress.quant import MAX_BITS, MIN_BITS, QuantParams, dequantize, quantize_embedding, quantize_weight
 from .errors import BitstreamError, ConfigError
 
 SIGNATURE = b"\x8bDNRV\r\n\x1a\n"
-FORMAT_VERSION: tuple[int, int] = (3, 1)  # 3.1: optional header key video.fps_rational
+FORMAT_VERSION: tuple[int, int] = (4, 0)  # 4.0: integer (portable) tables for every entropy model
 OLDEST_MAJOR = 1  # format 1.x files (float32 tables and parameters, one group) are still read
 SHARED_STREAM_MAJOR = 3  # from format 3 on, a segment's tensors share one range-coder stream (CODE chunk)
+PORTABLE_MAJOR = 4  # from format 4 on, the entropy models are integer tables, the same on every machine
 
 MAX_CHUNK_LENGTH = (1 << 31) - 1
 MAX_JSON_BYTES = 1 << 20
@@ -74,9 +78,9 @@ class CodedTensor:
 class Segment:
     """A group of frames decodable on its own: free-form JSON meta and its tensors, in file order.
 
-    ``stream``: the range-coder words of all its tensors, in order (format 3; the tensors then hold no words
-    of their own), or None when each tensor carries its own words (read from format 1/2, or fresh from
-    :func:`encode_tensor`; the writer turns those into a shared stream).
+    ``stream``: the range-coder words of all its tensors, in order (format 3 on; the tensors then hold no
+    words of their own), or None when each tensor carries its own words (read from format 1/2, or fresh from
+    :func:`encode_tensor`; the writer turns those into a shared stream with portable models).
     """
 
     meta: dict
@@ -146,11 +150,13 @@ def group_axes(kind: Literal["weight", "embedding"], ndim: int) -> tuple[int | N
 
 def encode_quantized_segment(meta: dict, quantized: dict[str, tuple[np.ndarray, QuantParams, tuple]]) -> Segment:
     """Already quantized tensors (symbols in the tensor's shape, QuantParams, group axes) -> a segment:
-    each tensor's entropy model chosen, all coded in one shared stream (format 3)."""
+    each tensor's entropy model chosen within its share of the segment's table budget, all coded in one
+    shared stream (format 3 on)."""
     tensors, symbols = {}, {}
-    for name, (sym, quant, axes) in quantized.items():
+    shares = table_shares([math.prod(quant.shape) for _, quant, _ in quantized.values()])
+    for (name, (sym, quant, axes)), share in zip(quantized.items(), shares):
         symbols[name] = np.asarray(sym).reshape(quant.shape)
-        coded = encode_symbols(symbols[name], quant.levels, axes=axes, own_words=False)
+        coded = encode_symbols(symbols[name], quant.levels, axes=axes, own_words=False, max_table=share)
         tensors[name] = CodedTensor(name=name, quant=quant, coded=coded)
     words = encode_stream([(t.coded, symbols[name]) for name, t in tensors.items()])
     return Segment(meta=meta, tensors=tensors, stream=words)
@@ -179,21 +185,24 @@ def decode_segment(seg: Segment) -> dict[str, np.ndarray]:
 
 
 def shared_stream(seg: Segment) -> Segment:
-    """The segment with its tensors coded in one shared stream (format 3), same models and symbols.
+    """The segment as the writer stores it: its tensors coded in one shared stream with portable models
+    (format 4), same models, parameters and symbols.
 
     For segments whose tensors carry their own words (read from format 1/2, or built with
-    :func:`encode_tensor`); :func:`encode_segment` codes a new segment's stream directly."""
-    if seg.stream is not None:
-        if any(t.coded.words is not None for t in seg.tensors.values()):
-            raise ValueError("a segment with a shared stream holds tensors without words of their own")
-        return seg
-    if any(t.coded.words is None for t in seg.tensors.values()):
+    :func:`encode_tensor`) or use the float models of formats 1 to 3 (read from such a file);
+    :func:`encode_segment` codes a new segment's stream directly."""
+    if seg.stream is not None and any(t.coded.words is not None for t in seg.tensors.values()):
+        raise ValueError("a segment with a shared stream holds tensors without words of their own")
+    if seg.stream is None and any(t.coded.words is None for t in seg.tensors.values()):
         raise ValueError("a tensor without words of its own needs its segment's stream")
+    if seg.stream is not None and all(t.coded.portable for t in seg.tensors.values()):
+        return seg
     try:
         symbols = segment_symbols(seg)
     except BitstreamError as exc:
         raise ValueError(f"a tensor cannot be written: {exc}") from None
-    tensors = {name: replace(t, coded=replace(t.coded, words=None)) for name, t in seg.tensors.items()}
+    tensors = {name: replace(t, coded=replace(t.coded, words=None, portable=True))
+               for name, t in seg.tensors.items()}
     words = encode_stream([(t.coded, symbols[name]) for name, t in tensors.items()])
     return Segment(meta=seg.meta, tensors=tensors, stream=words)
 
@@ -275,6 +284,8 @@ def _tensor_data(segment: int, index: int, t: CodedTensor) -> bytes:
     except BitstreamError as exc:
         raise ValueError(f"tensor {t.name!r} cannot be written: {exc}") from None
     q, c = t.quant, t.coded
+    if not c.portable:
+        raise ValueError(f"tensor {t.name!r} cannot be written: a legacy (float) entropy model")
     name = _name_bytes(t.name, MAX_NAME_BYTES, "tensor name")
     parts = [
         struct.pack(">IIH", segment, index, len(name)),
@@ -329,6 +340,10 @@ def write_container(c: Container) -> bytes:
             if name != t.name:
                 raise ValueError(f"segment {i}: tensor stored under key {name!r} is named {t.name!r}")
         seg = shared_stream(seg)
+        try:
+            check_stream([(t.coded, t.quant.shape) for t in seg.tensors.values()], int(seg.stream.size))
+        except BitstreamError as exc:
+            raise ValueError(f"segment {i} cannot be written: {exc}") from None
         for j, t in enumerate(seg.tensors.values()):
             out.append(_chunk(b"TNSR", _tensor_data(i, j, t)))
         out.append(_chunk(b"CODE", struct.pack(">II", i, seg.stream.size) + seg.stream.astype(">u4").tobytes()))
@@ -522,7 +537,7 @@ def _read_tensor(data: memoryview, major: int) -> tuple[int, int, CodedTensor]:
     cur.done()
     quant = QuantParams(shape=shape, bits=bits, axis=None if axis == NO_AXIS else axis, scale=scale, offset=offset)
     coded = CodedSymbols(model=MODELS[model], alphabet=alphabet, count=count, params=params, words=words,
-                         axis=group_axis, pinned=pinned)
+                         axis=group_axis, pinned=pinned, portable=major >= PORTABLE_MAJOR)
     tensor = CodedTensor(name=name, quant=quant, coded=coded)
     _check_tensor(tensor)
     return segment, index, tensor

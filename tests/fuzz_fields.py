@@ -8,7 +8,9 @@ for a seed; PLAN gives each family's base file and count. Families and what they
   header      the HEAD JSON: any value (video frames/size/fps/source size, coding, encoder) or the text
   meta        a SEGM's JSON: frame range and every decoder field (widths, strides, kernels, diff stream)
   tensor      a TNSR header: name, dims, bits, axes, quantization scales/offsets, model, alphabet,
-              count, table or (mean, scale) rows; some edits keep the fields consistent to reach deeper
+              count, table or (mean, scale) rows; some edits keep the fields consistent to reach deeper,
+              some ask for big integer tables (16-bit Laplace/Gaussian rows, one per group) to meet the
+              table budget of format 4
   code        the CODE chunk: word count, segment index, words
   counts      HEAD's segment count, SEGM's index and tensor count
   ancillary   tEXt names and payloads (deep, overflowing or broken JSON)
@@ -199,7 +201,7 @@ def _f16s(raw: bytes, rng: random.Random) -> bytes:
 def tensor_edit(f: dict, rng: random.Random) -> tuple[str, dict]:
     """One edit of a parsed TNSR's fields (tests.test_bitstream.parse_tnsr), sometimes kept consistent."""
     g = dict(f)
-    field = rng.choice([k for k in f if k not in ("words", "nwords")] + ["consistent shape", "consistent shape"])
+    field = rng.choice([k for k in f if k not in ("words", "nwords")] + ["consistent shape"] * 2 + ["tables"])
     if field in F16_FIELDS:
         g[field] = _f16s(f[field], rng)
         return f"{field} values", g
@@ -220,6 +222,13 @@ def tensor_edit(f: dict, rng: random.Random) -> tuple[str, dict]:
             dims = dims[::-1]
         g["dims"] = dims
         return f"dims = {dims}", g
+    if field == "tables":  # a consistent 16-bit tensor of R groups with one (mean, scale) row each: R x 65,536 entries
+        groups, scale = rng.choice([1, 2, 64, 65, 100, 1000]), rng.choice(F16[7:])
+        rows = struct.pack(f">{2 * groups}e", *[v for _ in range(groups) for v in (rng.uniform(0, 65504), scale)])
+        g = {k: v for k, v in f.items() if k not in ("lo", "n", "nbytes", "table")}
+        g.update(dims=[groups, 1], count=groups, bits=16, alphabet=1 << 16, axis=0xFF, nq=1, scale=f["scale"][:2],
+                 offset=f["offset"][:2], model=rng.choice([1, 2]), gaxis=0, flags=0, groups=groups, rows=rows)
+        return f"{groups} rows of 65,536-entry tables", g
     if field == "consistent shape":  # dims, count, quantization and model rows agree, so only the config can object
         dims = list(f["dims"]) or [1]
         i = rng.randrange(len(dims))

@@ -1,10 +1,12 @@
 """Portable decoding: the committed fixture of every format version decodes to its committed checksums.
 
 A file must decode to the same frames on every machine. These fixtures were written once (formats 1 and 2
-by dnervcodec 0.1.0 and 0.2.0, 3.x by tools/make_fixture.py); their checksums were taken where they were
-written. A failure on another machine, or after an upgrade of torch, numpy or constriction, means files
-written before no longer decode to what their encoder saw: docs/bitstream.md, "Portability", says which
-computations must be bit-exact and which ones today rely on float math.
+by dnervcodec 0.1.0 and 0.2.0, 3.x and 4.0 by tools/make_fixture.py); their checksums were taken where they
+were written, the frames with 2 torch threads (tools/make_fixture.checksums pins that count, so
+OMP_NUM_THREADS does not matter). A failure on another machine, or after an upgrade of torch, numpy or
+constriction, means files written before no longer decode to what their encoder saw: docs/bitstream.md,
+"Portability", says which computations must be bit-exact and which ones rely on float math. The tensor
+checksum of the 4.0 fixture depends on integer arithmetic only (tests/test_portable.py checks its tables).
 """
 
 from __future__ import annotations

@@ -24,12 +24,17 @@ reported apart as side information; or the uniform model, the raw bits, where th
 A file codes all tensors of a segment into one stream (:func:`encode_stream`), so the coder's final flush
 is paid once per segment, not once per tensor; :func:`encode_symbols` alone gives a tensor its own words.
 
-Why integer tables: the decoder must build bit-identical probabilities on every machine. Counts are
-integers and count/sum is one correctly rounded IEEE division, so no platform's exp/erf is involved.
+Portable tables (format 4): the decoder must build bit-identical probabilities on every machine. Every
+model's frequencies are integers computed by our own integer arithmetic (:mod:`.models`,
+:mod:`.fixedpoint`) from the parameters in the file, and constriction is handed exactly those frequencies
+(:func:`exact_model`), never a float distribution to quantize. ``CodedSymbols.portable=False`` marks the
+float models of formats 1 to 3 (:mod:`.legacy`), which are only read. A parametric model builds one table
+of ``alphabet`` entries per parameter row; the rows a segment may ask for are bounded (TABLE_FREE +
+TABLE_PER_SYMBOL per symbol), so a small hostile file cannot make the decoder build huge tables.
 
-All calls into constriction are vectorized (per-symbol parameter arrays, in chunks of at most
-``CHUNK_SYMBOLS``, so memory stays bounded). The range coder (a queue) is used rather than ANS (a stack)
-because it ignores words after the coded data, which lets the encoder pad (see below).
+Tables are built ``TABLE_CHUNK`` entries at a time, so memory stays bounded. The range coder (a queue) is
+used rather than ANS (a stack) because it ignores words after the coded data, which lets the encoder pad
+(see below).
 
 Decoding is parsing untrusted input: :func:`check_coded` validates every field, and the symbol count (of a
 tensor with its own words, or of a whole stream in :func:`check_stream`) is bounded by the number of coded
@@ -45,15 +50,18 @@ words *before* anything is allocated:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import constriction
 import numpy as np
 
 from ..errors import BitstreamError
-from .models import LOG2_FLOOR, bin_mass
+from . import legacy
+from .fixedpoint import PRECISION, TOTAL
+from .models import LOG2_FLOOR, categorical_freqs, freq_table, pmf
 from .tables import pack_counts, unpack_counts  # noqa: F401  (unpack_counts re-exported for the reader)
 from .quant import half
 
@@ -68,7 +76,10 @@ P_MAX_MARGIN = 2.0**-12  # constriction's fixed-point (24-bit) probabilities may
 MIN_SCALE = 2.0**-6  # Laplace scale / Gaussian std, in symbols (exact in float16)
 MAX_SCALE = 2.0**20  # format 1 stored float32 scales; float16 ones stop at 65504
 MAX_SCALE_F16 = 65504.0
-CHUNK_SYMBOLS = 1 << 20  # per-symbol parameter arrays are built this many symbols at a time
+TABLE_CHUNK = 1 << 16  # integer table entries built at a time (one row of the largest alphabet)
+TABLE_MEMORY = 128 * TABLE_CHUNK  # bytes the decoder's temporaries for one chunk stay under (measured: ~90 an entry)
+TABLE_FREE = 1 << 16  # table entries (parameter rows x alphabet) any segment may ask the decoder to build
+TABLE_PER_SYMBOL = 4  # beyond that, at most this many per symbol of the segment (~0.1 us each to build)
 _SCALE_GRID = np.array([0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5])  # multipliers tried around the moment estimate
 PARAMETRIC_GROUP_BITS = 32  # float16 mean + float16 scale per group
 PARAMETRIC_HEADER_BITS = 48  # u8 group axis + u8 flags + u32 parameter rows
@@ -88,7 +99,8 @@ class CodedSymbols:
     sent as positions, the rest with the parametric model.
     ``words``: uint32 range-coder words, possibly followed by zero padding words; None for a tensor coded in
     its segment's shared stream (format 3). ``info_bits``: the encoder's -sum log2 p of the symbols under
-    this model (not stored in files; None when read from one).
+    this model (not stored in files; None when read from one). ``portable``: the model's integer tables
+    (format 4, what the encoder writes); False for constriction's float models (read from formats 1 to 3).
     """
 
     model: str
@@ -99,6 +111,7 @@ class CodedSymbols:
     axis: int | None = None
     pinned: bool = False
     info_bits: float | None = None
+    portable: bool = True
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CodedSymbols):
@@ -109,6 +122,7 @@ class CodedSymbols:
             and self.count == other.count
             and self.axis == other.axis
             and self.pinned == other.pinned
+            and self.portable == other.portable
             and self.params.dtype == other.params.dtype
             and np.array_equal(self.params, other.params)
             and (self.words is None) == (other.words is None)
@@ -156,38 +170,75 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet: int) -> float:
 # ---------------------------------------------------------------------------------------------- models
 
 
-def _bin_probs(model: str, values: np.ndarray, mean: np.ndarray, scale: np.ndarray, alphabet: int) -> np.ndarray:
-    """Probabilities constriction's quantized models give `values`: the mass of [v - 0.5, v + 0.5], with
-    the tails beyond the alphabet folded into its first and last symbol (no renormalization)."""
-    a = np.where(values <= 0, -np.inf, values - 0.5)
-    b = np.where(values >= alphabet - 1, np.inf, values + 0.5)
-    return bin_mass(model, a, b, mean, scale)
+def exact_model(freqs: np.ndarray):
+    """The constriction model that codes exactly these integer frequencies (n >= 2, each >= 1, sum 2^24).
 
-
-def _p_max(model: str, alphabet: int, params: np.ndarray) -> float:
-    """Largest probability the (already validated) model gives any symbol, from its float parameters.
-
-    For a quantized bell that is the bin holding its mean, or one of the two edge symbols, which also
-    carry the tails beyond the alphabet.
+    constriction's leaky quantization of float weights w gives symbol i the left cumulative
+    floor(W_i * (2^24 - n) / sum(w)) + i, with W_i the sum of the weights before i, in float64. Handed
+    w = freqs - 1 (integers, exactly representable, summing to exactly 2^24 - n), its scale is exactly 1
+    and every sum exact, so its table is ours whatever the machine: tests/test_portable.py reads the
+    cumulatives back out of its decoder to check.
     """
-    if model == "categorical":
-        counts = params[1:]
-        return float(counts.max() / counts.sum())
+    return constriction.stream.model.Categorical((np.asarray(freqs, np.int64) - 1).astype(np.float64),
+                                                 perfect=False)
+
+
+def table_entries(coded: CodedSymbols) -> int:
+    """Integer table entries the decoder builds for a tensor: parameter rows x alphabet for a portable
+    parametric model (a categorical table is stored in the file, so it is already paid for)."""
+    if not coded.portable or coded.model not in PARAMETRIC:
+        return 0
+    return int(coded.params.shape[0]) * int(coded.alphabet)
+
+
+def table_budget(count: int) -> int:
+    """Table entries a tensor (or a segment) of `count` symbols may ask for: the format's limit."""
+    return TABLE_FREE + TABLE_PER_SYMBOL * count
+
+
+def table_shares(counts: Sequence[int]) -> list[int]:
+    """Each tensor's share of its segment's table budget: TABLE_PER_SYMBOL per symbol plus TABLE_FREE split
+    in proportion to the counts (so the shares add up to at most table_budget(sum(counts)))."""
+    total = max(1, sum(counts))
+    return [TABLE_PER_SYMBOL * c + TABLE_FREE * c // total for c in counts]
+
+
+def _row_tables(model: str, alphabet: int, params: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, integer tables [rows, alphabet]) of a parametric model, about TABLE_CHUNK entries at a time."""
+    step = max(1, TABLE_CHUNK // alphabet)
+    for start in range(0, params.shape[0], step):
+        yield start, freq_table(model, alphabet, params[start : start + step])
+
+
+@functools.lru_cache(maxsize=64)
+def _table_p_max(model: str, alphabet: int, raw: bytes) -> float:
+    params = np.frombuffer(raw, np.float64).reshape(-1, 2)
+    return max(int(tables.max()) for _, tables in _row_tables(model, alphabet, params)) / TOTAL
+
+
+def _p_max(model: str, alphabet: int, params: np.ndarray, portable: bool = True) -> float:
+    """Largest probability the (already validated) model gives any symbol: exact for portable models (the
+    largest integer frequency / 2^24), constriction's float estimate for the legacy ones."""
     if model == "uniform":
         return 1.0 / alphabet
-    mean, scale = params[:, 0], params[:, 1]
-    candidates = np.stack([np.round(mean), np.zeros_like(mean), np.full_like(mean, alphabet - 1)])
-    return float(min(1.0, _bin_probs(model, candidates, mean, scale, alphabet).max()))
+    if model == "categorical" and params.size == 2:
+        return 1.0
+    if not portable:
+        return legacy.p_max(model, alphabet, params)
+    if model == "categorical":
+        return float(categorical_freqs(params[1:]).max()) / TOTAL
+    return _table_p_max(model, alphabet, np.ascontiguousarray(params, np.float64).tobytes())
 
 
-def max_symbols(model: str, alphabet: int, params: np.ndarray, num_words: int, pinned_groups: int = 0) -> int:
+def max_symbols(model: str, alphabet: int, params: np.ndarray, num_words: int, pinned_groups: int = 0,
+                portable: bool = True) -> int:
     """Most symbols ``num_words`` coded words may hold under this model (the format's count limit).
 
     With pinned groups, the two pinned symbols of a group (at least 3 symbols) cost at least
     log2(3) + log2(2) bits together, and every other symbol at least -log2(p_max).
     """
     limit = min(MAX_COUNT, FREE_SYMBOLS + SYMBOLS_PER_WORD * num_words)
-    p_up = _p_max(model, alphabet, params) + P_MAX_MARGIN
+    p_up = _p_max(model, alphabet, params, portable) + P_MAX_MARGIN
     if p_up < 1.0:
         budget = 32 * num_words + INFO_SLACK_BITS - pinned_groups * math.log2(6)
         if budget < 0:
@@ -196,57 +247,31 @@ def max_symbols(model: str, alphabet: int, params: np.ndarray, num_words: int, p
     return limit
 
 
-def _categorical_model(params: np.ndarray):
+def _categorical_model(params: np.ndarray, portable: bool):
     """The constriction model of a validated table (None for a one-entry table, which needs no coding)."""
     counts = params[1:]
     if counts.size == 1:
         return None
-    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+    if portable:
+        return exact_model(categorical_freqs(counts))
+    return legacy.categorical_model(counts)
 
 
-def _family(model: str, alphabet: int):
-    m = constriction.stream.model
-    cls = m.QuantizedLaplace if model == "laplace" else m.QuantizedGaussian
-    return cls(0, alphabet - 1)
-
-
-def _code_parametric(coder, model: str, alphabet: int, params: np.ndarray, symbols: np.ndarray | None,
-                     count: int) -> np.ndarray | None:
-    """Encode `symbols` (group-major) with `coder`, or decode `count` of them: one scalar model when all
-    groups share one (mean, scale) row, else per-symbol parameter arrays built a chunk at a time."""
+def _code_tables(coder, model: str, alphabet: int, params: np.ndarray, symbols: np.ndarray | None,
+                 count: int) -> np.ndarray | None:
+    """Encode `symbols` (group-major) with `coder`, or decode `count` of them, with the integer tables:
+    row r's table codes group r's symbols, or one table all of them when there is one row."""
     decoding = symbols is None
     out = np.empty(count, np.int32) if decoding else None
-    if params.shape[0] == 1:
-        m = constriction.stream.model
-        cls = m.QuantizedLaplace if model == "laplace" else m.QuantizedGaussian
-        shared = cls(0, alphabet - 1, float(params[0, 0]), float(params[0, 1]))
-        if decoding:
-            out[:] = coder.decode(shared, count)
-        elif count:
-            coder.encode(symbols, shared)
-        return out
-    family = _family(model, alphabet)
-    for start, stop, means, scales in _chunks(params, count):
-        if decoding:
-            out[start:stop] = coder.decode(family, means, scales)
-        else:
-            coder.encode(symbols[start:stop], family, means, scales)
-    return out
-
-
-def _chunks(params: np.ndarray, count: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(start, stop, means, scales) over group-major symbols, in ranges of at most CHUNK_SYMBOLS symbols;
-    row r of params covers symbols [r * size, (r + 1) * size) with size = count / rows."""
-    size = count // params.shape[0] if count else 1
-    out = []
-    for start in range(0, count, CHUNK_SYMBOLS):
-        stop = min(start + CHUNK_SYMBOLS, count)
-        first, last = start // size, (stop - 1) // size
-        skip = start - first * size
-        rows = params[first : last + 1]
-        means = np.repeat(rows[:, 0], size)[skip : skip + stop - start]
-        scales = np.repeat(rows[:, 1], size)[skip : skip + stop - start]
-        out.append((start, stop, means, scales))
+    size = count // params.shape[0]
+    for start, tables in _row_tables(model, alphabet, params):
+        for i, table in enumerate(tables):
+            lo = (start + i) * size
+            model_r = exact_model(table)
+            if decoding:
+                out[lo : lo + size] = coder.decode(model_r, size)
+            else:
+                coder.encode(symbols[lo : lo + size], model_r)
     return out
 
 
@@ -273,7 +298,7 @@ def _fit_group(model: str, symbols: np.ndarray, alphabet: int) -> tuple[float, f
     values, weights = np.unique(symbols, return_counts=True)
     scales = half(np.clip(scale * _SCALE_GRID, MIN_SCALE, MAX_SCALE_F16), lo=MIN_SCALE, hi=MAX_SCALE_F16,
                   dtype=np.float64)
-    p = _bin_probs(model, values.astype(np.float64)[None, :], mean, scales[:, None], alphabet)
+    p = pmf(model, values.astype(np.float64)[None, :], np.float64(mean), scales[:, None], alphabet)
     bits = -(weights[None, :] * np.log2(np.maximum(p, LOG2_FLOOR))).sum(1)
     return mean, float(scales[int(np.argmin(bits))])
 
@@ -331,8 +356,9 @@ def _table(symbols: np.ndarray) -> np.ndarray:
 def information_bits(coded: CodedSymbols, symbols: np.ndarray) -> float:
     """Bits the range coder spends on `symbols` (the tensor, C order) under `coded`'s model: -sum log2 p.
 
-    This is a tensor's coded size inside a shared stream (the coder adds only one flush per stream). It
-    uses the float probabilities; constriction's 24-bit fixed-point ones differ by far less than 0.1%.
+    This is a tensor's coded size inside a shared stream (the coder adds only one flush per stream). For
+    portable models it uses the very integer frequencies the coder uses; for the legacy ones the float
+    probabilities (constriction's 24-bit fixed-point ones differ by far less than 0.1%).
     """
     symbols = np.asarray(symbols)
     if coded.model == "uniform":
@@ -341,21 +367,38 @@ def information_bits(coded: CodedSymbols, symbols: np.ndarray) -> float:
         counts = coded.params[1:]
         if counts.size == 1:
             return 0.0
-        p = counts[symbols.reshape(-1).astype(np.int64) - int(coded.params[0])] / counts.sum()
-        return float(-np.log2(p).sum())
+        index = symbols.reshape(-1).astype(np.int64) - int(coded.params[0])
+        if coded.portable:
+            return float((PRECISION - np.log2(categorical_freqs(counts)))[index].sum())
+        return float(-np.log2(counts[index] / counts.sum()).sum())
     groups = _grouped(symbols, coded.axis)
     bits = 0.0
     if coded.pinned:
         n = groups.shape[1]
         bits += groups.shape[0] * (math.log2(n) + math.log2(n - 1))
         groups = _pin(groups, coded.alphabet)[2]
+    if coded.portable:
+        shared = coded.params.shape[0] == 1
+        for start, tables in _row_tables(coded.model, coded.alphabet, coded.params):
+            cost = PRECISION - np.log2(tables)
+            block = groups if shared else groups[start : start + tables.shape[0]]
+            bits += float(np.take_along_axis(np.broadcast_to(cost, (block.shape[0], cost.shape[1])),
+                                             block.astype(np.int64), axis=1).sum())
+        return bits
     rows = coded.params if coded.params.shape[0] == groups.shape[0] else np.repeat(coded.params, groups.shape[0], 0)
-    step = max(1, CHUNK_SYMBOLS // max(groups.shape[1], 1))  # bounded temporaries on huge tensors
+    step = max(1, legacy.CHUNK_SYMBOLS // max(groups.shape[1], 1))  # bounded temporaries on huge tensors
     for start in range(0, groups.shape[0], step):
         block, part = groups[start : start + step].astype(np.float64), rows[start : start + step]
-        p = _bin_probs(coded.model, block, part[:, :1], part[:, 1:], coded.alphabet)
+        p = legacy.bin_probs(coded.model, block, part[:, :1], part[:, 1:], coded.alphabet)
         bits += float(-np.log2(np.maximum(p, LOG2_FLOOR)).sum())
     return bits
+
+
+def _code_parametric(coder, coded: CodedSymbols, symbols: np.ndarray | None, count: int) -> np.ndarray | None:
+    """The parametric symbols (group-major, pinned ones taken out) with the integer tables or, for a legacy
+    model, constriction's float models."""
+    code = _code_tables if coded.portable else legacy.code_parametric
+    return code(coder, coded.model, coded.alphabet, coded.params, symbols, count)
 
 
 def _code(coder, coded: CodedSymbols, symbols: np.ndarray | None, shape: tuple[int, ...] | None) -> np.ndarray | None:
@@ -369,7 +412,7 @@ def _code(coder, coded: CodedSymbols, symbols: np.ndarray | None, shape: tuple[i
         coder.encode(symbols.reshape(-1).astype(np.int32), m.Uniform(coded.alphabet))
         return None
     if coded.model == "categorical":
-        lo, cmodel = int(coded.params[0]), _categorical_model(coded.params)
+        lo, cmodel = int(coded.params[0]), _categorical_model(coded.params, coded.portable)
         if decoding:
             if cmodel is None:
                 return np.full(coded.count, lo, np.int32)
@@ -386,17 +429,16 @@ def _code(coder, coded: CodedSymbols, symbols: np.ndarray | None, shape: tuple[i
         coder.encode(first_low, m.Uniform(), np.full(first_low.size, n, np.int32))
         coder.encode(first_top, m.Uniform(), np.full(first_top.size, n - 1, np.int32))
     flat = np.ascontiguousarray(groups.reshape(-1))
-    _code_parametric(coder, coded.model, coded.alphabet, coded.params, flat, flat.size)
+    _code_parametric(coder, coded, flat, flat.size)
     return None
 
 
-def _padded(model: str, alphabet: int, count: int, params: np.ndarray, words: np.ndarray,
-            pinned_groups: int) -> np.ndarray:
-    """Words padded with zeros until the decoder's count limit admits `count` symbols (1% margin against
-    float differences between machines). Only near-constant tensors ever need this."""
-    target = count + count // 100 + 1
+def _padded(coded: CodedSymbols, words: np.ndarray, pinned_groups: int) -> np.ndarray:
+    """Words padded with zeros until the decoder's count limit admits the tensor's symbols (1% margin: the
+    bound's logarithms are floats). Only near-constant tensors ever need this."""
+    target = coded.count + coded.count // 100 + 1
     need = max(len(words), -(-(target - FREE_SYMBOLS) // SYMBOLS_PER_WORD))
-    while max_symbols(model, alphabet, params, need, pinned_groups) < target:
+    while max_symbols(coded.model, coded.alphabet, coded.params, need, pinned_groups, coded.portable) < target:
         need = max(need + 1, need + need // 64)
     if need > len(words):
         words = np.concatenate([words, np.zeros(need - len(words), np.uint32)])
@@ -418,7 +460,7 @@ def _variants(model: str, axes: Sequence[int | None]) -> list[tuple[int | None, 
 
 def encode_symbols(
     symbols: np.ndarray, alphabet: int, model: str | None = None, axes: Sequence[int | None] = (None,),
-    own_words: bool = True,
+    own_words: bool = True, max_table: int | None = None,
 ) -> CodedSymbols:
     """Entropy-code integer symbols in [0, alphabet) with the cheapest admissible model.
 
@@ -430,6 +472,9 @@ def encode_symbols(
     more than count * log2(alphabet) bits. ``model`` forces one model (tests and ablations), without that rule.
     The result carries its own words (a one-tensor stream); with ``own_words=False`` it holds only the
     chosen model (words None), for a caller that codes a segment's tensors in one :func:`encode_stream`.
+    Parametric variants whose tables would exceed `max_table` entries (default: the format's limit for a
+    tensor of this size, :func:`table_budget`; a segment passes each tensor its :func:`table_shares`) are
+    not tried.
     """
     symbols = np.asarray(symbols)
     if not np.issubdtype(symbols.dtype, np.integer):
@@ -451,10 +496,13 @@ def encode_symbols(
     if model is None and lo == hi:
         candidates = ["categorical"]  # one symbol: a one-entry table, no words at all
     count = int(symbols.size)
+    max_table = table_budget(count) if max_table is None else max_table
     scored = []
     for m in candidates:
         for axis, per_group, pinned in _variants(m, axes):
             if m in PARAMETRIC:
+                if (symbols.shape[axis] if per_group else 1) * alphabet > max_table:
+                    continue
                 params = _fit_parametric(m, symbols, alphabet, axis, per_group, pinned)
                 if params is None:
                     continue
@@ -462,6 +510,8 @@ def encode_symbols(
                 params = _table(symbols) if m == "categorical" else np.zeros(0, np.float64)
             coded = CodedSymbols(m, alphabet, count, params, np.zeros(0, np.uint32), axis, pinned)
             scored.append(replace(coded, info_bits=information_bits(coded, symbols)))
+    if not scored:
+        raise ValueError(f"no {model} variant fits a table budget of {max_table} entries")
     if model is None:
         ceiling = PAYLOAD_TOLERANCE * empirical_entropy_bits(symbols, alphabet) + 1e-6
         raw = [c for c in scored if c.model == "uniform"]
@@ -473,8 +523,7 @@ def encode_symbols(
     encoder = constriction.stream.queue.RangeEncoder()
     _code(encoder, best, symbols, symbols.shape)
     pin_groups = (symbols.shape[best.axis] if best.axis is not None else 1) if best.pinned else 0
-    words = _padded(best.model, alphabet, count, best.params, np.asarray(encoder.get_compressed(), np.uint32),
-                    pin_groups)
+    words = _padded(best, np.asarray(encoder.get_compressed(), np.uint32), pin_groups)
     return replace(best, words=words)
 
 
@@ -516,8 +565,8 @@ def check_coded(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> No
         raise BitstreamError("corrupt tensor: coded words are not a uint32 vector")
     if not np.isfinite(params).all():
         raise BitstreamError("corrupt tensor: entropy parameters are not finite")
-    if not isinstance(coded.pinned, bool):
-        raise BitstreamError("corrupt tensor: the pinned flag is not a boolean")
+    if not isinstance(coded.pinned, bool) or not isinstance(coded.portable, bool):
+        raise BitstreamError("corrupt tensor: the pinned or portable flag is not a boolean")
     pinned_groups = 0
     if coded.model in PARAMETRIC:
         pinned_groups = _check_parametric(coded, alphabet, count, shape)
@@ -525,19 +574,29 @@ def check_coded(coded: CodedSymbols, shape: tuple[int, ...] | None = None) -> No
         if coded.axis is not None or coded.pinned:
             raise BitstreamError(f"corrupt tensor: a {coded.model} model covers the whole tensor")
         if coded.model == "categorical":
-            _check_table(params, alphabet)
+            _check_table(params, alphabet, coded.portable)
         elif params.size:
             raise BitstreamError("corrupt tensor: the uniform model has no parameters")
     if words is None:
-        return  # coded in a shared stream: check_stream bounds the segment's symbols as a whole
-    limit = max_symbols(coded.model, alphabet, params, int(words.size), pinned_groups)
+        return  # coded in a shared stream: check_stream bounds the segment's symbols and tables as a whole
+    _check_tables(table_entries(coded), count)
+    limit = max_symbols(coded.model, alphabet, params, int(words.size), pinned_groups, coded.portable)
     if count > limit:
         raise BitstreamError(
             f"corrupt tensor: {count} symbols cannot fit in {words.size} coded words (at most {limit})"
         )
 
 
-def _check_table(params: np.ndarray, alphabet: int) -> None:
+def _check_tables(entries: int, count: int) -> None:
+    """The table budget, checked before any table is built."""
+    if entries > table_budget(count):
+        raise BitstreamError(
+            f"corrupt tensor: its models need {entries} table entries, over the limit of {table_budget(count)} "
+            f"for {count} symbols"
+        )
+
+
+def _check_table(params: np.ndarray, alphabet: int, portable: bool) -> None:
     if params.ndim != 1:
         raise BitstreamError("corrupt tensor: a categorical table is one vector")
     n = params.size - 1
@@ -549,6 +608,8 @@ def _check_table(params: np.ndarray, alphabet: int) -> None:
     table = params[1:]
     if (table < 0).any() or not table.sum() > 0:
         raise BitstreamError("corrupt tensor: probability table has negative entries or sums to zero")
+    if portable and (not np.array_equal(table, np.floor(table)) or table.sum() > MAX_COUNT):
+        raise BitstreamError(f"corrupt tensor: a table must hold integer counts summing to at most {MAX_COUNT}")
 
 
 def _check_parametric(coded: CodedSymbols, alphabet: int, count: int, shape: tuple[int, ...] | None) -> int:
@@ -569,6 +630,9 @@ def _check_parametric(coded: CodedSymbols, alphabet: int, count: int, shape: tup
         raise BitstreamError(f"corrupt tensor: {model} mean outside the alphabet")
     if not ((scale >= MIN_SCALE) & (scale <= MAX_SCALE)).all():
         raise BitstreamError(f"corrupt tensor: {model} scale outside [{MIN_SCALE}, {MAX_SCALE}]")
+    if coded.portable and ((scale > MAX_SCALE_F16).any()
+                           or not np.array_equal(params.astype(np.float16).astype(np.float64), params)):
+        raise BitstreamError(f"corrupt tensor: {model} parameters are not float16 values")
     return groups if coded.pinned else 0
 
 
@@ -587,7 +651,7 @@ def _decode_parametric(coded: CodedSymbols, decoder, shape: tuple[int, ...] | No
         uniform = constriction.stream.model.Uniform()
         first_low = np.asarray(decoder.decode(uniform, np.full(groups, size, np.int32)), np.int64)
         first_top = np.asarray(decoder.decode(uniform, np.full(groups, size - 1, np.int32)), np.int64)
-    inner = _code_parametric(decoder, coded.model, coded.alphabet, coded.params, None, coded_count)
+    inner = _code_parametric(decoder, coded, None, coded_count)
     if not coded.pinned:
         return inner
     if first_low.max() >= size or first_top.max() >= size - 1:
@@ -637,7 +701,7 @@ def decode_symbols(coded: CodedSymbols, shape: tuple[int, ...] | None = None) ->
 
 def _lower_bound_bits(coded: CodedSymbols, shape: tuple[int, ...] | None) -> float:
     """Fewest bits any ``coded.count`` symbols can take under this (validated) model: the information bound."""
-    p_up = _p_max(coded.model, coded.alphabet, coded.params) + P_MAX_MARGIN
+    p_up = _p_max(coded.model, coded.alphabet, coded.params, coded.portable) + P_MAX_MARGIN
     if p_up >= 1.0:
         return 0.0
     groups = _group_count(coded.axis, shape) if coded.pinned else 0
@@ -648,12 +712,19 @@ def check_stream(items: Sequence[tuple[CodedSymbols, tuple[int, ...] | None]], n
     """Bound a segment's symbols by its stream's size before anything is decoded (untrusted input).
 
     Each tensor must already have passed :func:`check_coded`. The segment's symbols may number at most
-    FREE_SYMBOLS + SYMBOLS_PER_WORD words (ratio bound), and their least possible information must fit in
-    the stream's bits plus INFO_SLACK_BITS (information bound): the same two limits as for one tensor.
+    FREE_SYMBOLS + SYMBOLS_PER_WORD words (ratio bound), the integer tables of its models may have at most
+    table_budget(its symbols) entries, and their least possible information must fit in the stream's bits
+    plus INFO_SLACK_BITS (information bound): the same limits as for one tensor.
     """
     count = sum(c.count for c, _ in items)
     if count > FREE_SYMBOLS + SYMBOLS_PER_WORD * num_words:
         raise BitstreamError(f"corrupt stream: {count} symbols cannot fit in {num_words} coded words")
+    entries = sum(table_entries(c) for c, _ in items)
+    if entries > table_budget(count):
+        raise BitstreamError(
+            f"corrupt stream: its models need {entries} table entries, over the limit of {table_budget(count)} "
+            f"for {count} symbols"
+        )
     need = sum(_lower_bound_bits(c, shape) for c, shape in items)
     if need > 32 * num_words + INFO_SLACK_BITS:
         raise BitstreamError(

@@ -4,6 +4,24 @@ The coder (``entropy.py``, numpy) and the rate-distortion fit (``rd.py``, torch)
 what mass does a Laplace or Gaussian (mean, scale) give the interval [a, b]? :func:`bin_mass` answers it
 for numpy arrays and torch tensors alike, with the same formulas, so the rate the fit minimizes is the
 rate the coder will spend (up to the coder's choice of a cheaper model, which only lowers it).
+
+Each parametric model of format 4 is defined here twice, as one distribution over the alphabet [0, A):
+
+- in float (:func:`pmf`, numpy), which the encoder uses to fit (mean, scale), and whose Laplace is
+  :func:`bin_mass`, the rate of the rate-distortion fit;
+- as integer frequencies summing to 2^24 (:func:`freq_table`), computed with :mod:`.fixedpoint` only, which
+  the range coder uses on both sides: the same table on every machine (docs/bitstream.md, "Portability").
+
+The integer table costs at most 2e-5 bit a symbol more than the float model beyond what the leaky floor
+(every frequency >= 1) costs, and differs by under 0.6% wherever a probability is above 2^-12
+(``tests/test_portable.py``).
+
+- **laplace**: symbol v gets the mass of [v - 1/2, v + 1/2] under Laplace(mean, scale), renormalized over
+  the alphabet (the tails beyond it are dropped, not folded into the edge symbols).
+- **gaussian**: symbol v gets exp(-(v - mean)^2 / (2 scale^2)), renormalized over the alphabet: the
+  density at the symbol rather than the mass of its bin, because the density needs only exp, which is
+  computed exactly in integers, while the bin mass needs erf. Refitting the scale makes up for the
+  difference (docs/data/portable-recode.txt: no file grew).
 """
 
 from __future__ import annotations
@@ -12,6 +30,8 @@ from typing import Any
 
 import numpy as np
 from scipy.special import ndtr as _np_ndtr
+
+from .fixedpoint import UNIT_BITS, X_BITS, exp_neg, f16_units, quantize_freqs, ratio
 
 LOG2_FLOOR = 2.0**-24  # probabilities are floored here before a log (constriction's 24-bit precision)
 _LN2 = float(np.log(2.0))
@@ -84,3 +104,71 @@ def laplace_fit(y: Any, dims: tuple[int, ...], min_scale: float) -> tuple[Any, A
     mean = y.mean(dim=dims, keepdim=True)
     return mean, (y - mean).abs().mean(dim=dims, keepdim=True).clamp_min(min_scale)
 
+
+# ---------------------------------------------------------------------------------------------- format 4
+
+
+def pmf(model: str, values: np.ndarray, mean: Any, scale: Any, alphabet: int) -> np.ndarray:
+    """Float probabilities the format-4 model gives integer `values` in [0, alphabet) (numpy, broadcasting).
+
+    The twin of :func:`freq_table` for fitting: the encoder scores parameters with it; the coder uses the
+    integer table.
+    """
+    values = np.asarray(values, np.float64)
+    if model == "laplace":
+        inside = bin_mass("laplace", -0.5, alphabet - 0.5, mean, scale)
+        return bin_mass("laplace", values - 0.5, values + 0.5, mean, scale) / inside
+    if model != "gaussian":
+        raise ValueError(f"no pmf for model {model!r}")
+    support = np.arange(alphabet, dtype=np.float64)
+    mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+    norm = np.exp(-0.5 * ((support - mean[..., None]) / scale[..., None]) ** 2).sum(-1)
+    return np.exp(-0.5 * ((values - mean) / scale) ** 2) / np.maximum(norm, np.finfo(np.float64).tiny)
+
+
+def weight_bits(alphabet: int) -> int:
+    """Fraction bits of a table's integer weights: 30, fewer above 128 symbols, so that a row of alphabet
+    weights of at most 2 * 2^bits each stays below 2^38 (quantize_freqs needs the sum below 2^39)."""
+    return min(30, 37 - (alphabet - 1).bit_length())
+
+
+def laplace_weights(alphabet: int, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Integer Laplace bin masses [rows, alphabet] in units of 2^-(bits+1), from (mean, scale) [rows, 1] in
+    units of 2^-24. The CDF at each bin edge t is e^-(|t - mean| / scale) / 2 below the mean and
+    1 - e^-(...)/2 above it; a bin's weight is the difference of its edges' CDFs (never negative)."""
+    bits = weight_bits(alphabet)
+    edges = (2 * np.arange(-1, alphabet, dtype=np.int64) + 1) << (UNIT_BITS - 1)  # v - 1/2 for v = 0..A
+    g = exp_neg(ratio(np.abs(edges - mean), scale, X_BITS, 64), bits)
+    twice_cdf = np.where(edges < mean, g, (2 << bits) - g)
+    return np.maximum(np.diff(twice_cdf, axis=1), 0)
+
+
+def gaussian_weights(alphabet: int, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Integer Gaussian densities [rows, alphabet] in units of 2^-bits, from (mean, scale) [rows, 1] in units
+    of 2^-24: exp(-(u^2 - u0^2) / 2) with u = |v - mean| / scale and u0 its smallest value in the row, so the
+    symbol nearest the mean weighs exactly 2^bits however small the scale (the constant factor cancels
+    when the row is normalized)."""
+    bits = weight_bits(alphabet)
+    points = np.arange(alphabet, dtype=np.int64) << UNIT_BITS
+    u = ratio(np.abs(points - mean), scale, 20, 2048)  # 2^-20 units; u0 <= 0.5 / 2^-6 = 32 is never capped
+    x = (u * u) >> (41 - X_BITS)  # u^2 / 2 in units of 2^-26 (u^2 < 2^62)
+    return exp_neg(x - x.min(axis=1, keepdims=True), bits)
+
+
+def freq_table(model: str, alphabet: int, params: np.ndarray) -> np.ndarray:
+    """Integer frequencies [rows, alphabet] (each >= 1, each row summing to 2^24) of a laplace or gaussian
+    model from its (mean, scale) rows, float16 values held as float64. Integer arithmetic only: the table
+    the coder uses, identical on every machine. ValueError on parameters the format does not allow."""
+    if not 2 <= alphabet <= 1 << 16:
+        raise ValueError(f"alphabet {alphabet} outside [2, 65536]")
+    units = f16_units(np.asarray(params, np.float64).reshape(-1, 2))
+    mean, scale = units[:, :1], units[:, 1:]
+    if (scale < 1).any() or (mean > (alphabet - 1) << UNIT_BITS).any():
+        raise ValueError("means must lie in the alphabet and scales be positive")
+    weights = {"laplace": laplace_weights, "gaussian": gaussian_weights}[model]
+    return quantize_freqs(weights(alphabet, mean, scale))
+
+
+def categorical_freqs(counts: np.ndarray) -> np.ndarray:
+    """Integer frequencies (each >= 1, summing to 2^24) of a histogram of n >= 2 integer counts."""
+    return quantize_freqs(np.asarray(counts, np.int64).reshape(1, -1))[0]
