@@ -11,7 +11,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,10 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import (CHECKPOINT_NAME, StopAtStepBoundary, frames_digest, load_checkpoint, run_mismatch,
-                         save_checkpoint)
+from .checkpoint import Checkpointer, StopAtStepBoundary, frames_digest
 from .device import resolve_device
-from .errors import CheckpointError, ConfigError, FitInterrupted
+from .errors import ConfigError, FitInterrupted
 from .metrics import gaussian_window, psnr_from_mse, ssim_parts
 from .models.dnerv import DNeRV, ModelConfig, frame_differences
 from .progress import Progress, progress_stage
@@ -140,6 +138,30 @@ def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
 
 
 StepFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+Penalty = Callable[[], "tuple[torch.Tensor, dict]"]
+
+
+def _step(module: nn.Module, optim: torch.optim.Optimizer, forward: StepFn, idx: torch.Tensor, cfg: FitConfig,
+          penalty: Penalty | None, where: str) -> tuple[float, float, dict]:
+    """One optimizer step on frames `idx`: (loss, mean squared error of the output, the penalty's numbers).
+    A loss that is not finite is an error that starts with `where` ('fit diverged at epoch 3')."""
+    out, target = forward(idx)
+    loss = reconstruction_loss(cfg.loss, out, target)
+    shown: dict = {}
+    if penalty is not None:
+        extra, shown = penalty()
+        loss = loss + extra
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise ConfigError(f"{where} (loss {loss_value}): lower --lr")
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_grad)
+    optim.step()
+    with torch.no_grad():
+        sq_err = float((out.detach() - target).pow(2).mean())
+    return loss_value, sq_err, shown
 
 
 def train(
@@ -150,88 +172,63 @@ def train(
     device: torch.device,
     run_dir: str | os.PathLike | None,
     identity: dict,
-    same_run: Callable[[dict, dict], str | None],
     resume: bool = False,
     progress: bool | Progress = True,
     stop_after_steps: int | None = None,
     desc: str = "fit",
     param_groups: list[dict] | None = None,
-    penalty: Callable[[], "tuple[torch.Tensor, dict]"] | None = None,
+    penalty: Penalty | None = None,
 ) -> tuple[list[dict], float]:
     """The training loop every fit shares: epochs over shuffled frames, Adam with warmup + cosine, clipping,
     one progress stage, checkpoints, Ctrl-C between steps. Returns (history per epoch, seconds).
 
-    `forward(frame indices) -> (output, target)`. A checkpoint holds `identity` (what makes the run this
-    run, e.g. configs and an input digest) and the state of `module` and the optimizer; `same_run(state,
-    identity)` returns why a checkpoint does not belong to this run, or None when it does.
-    `param_groups` (each with an `lr_scale`) give parameters their own peak learning rate on the same
-    schedule; `penalty()` returns a term added to every step's loss (the rate of a rate-distortion fit)
+    `forward(frame indices) -> (output, target)`. The checkpoint (a Checkpointer keyed by `identity`: what
+    makes the run this run, e.g. configs and an input digest) holds `module`, the optimizer and where the loop
+    stands. `param_groups` (each with an `lr_scale`) give parameters their own peak learning rate on the
+    same schedule; `penalty()` returns a term added to every step's loss (the rate of a rate-distortion fit)
     and numbers to show on the progress line.
     """
     groups = param_groups if param_groups is not None else [{"params": list(module.parameters()), "lr_scale": 1.0}]
     optim = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     steps_per_epoch = math.ceil(num_frames / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    epoch, step_in_epoch, history, elapsed_before = 0, 0, [], 0.0
-
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        why = same_run(state, identity)
-        if why:
-            raise CheckpointError(f"{ckpt_path} was written {why}")
-        module.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+    ckpt = Checkpointer(run_dir, identity, cfg.checkpoint_minutes)
+    epochs, epoch, step_in_epoch, history, elapsed_before = cfg.epochs, 0, 0, [], 0.0
+    state = ckpt.restore_training(resume, module, optim)
+    if state is not None:
+        epochs, epoch, step_in_epoch = state["epochs"], state["epoch"], state["step_in_epoch"]
         history, elapsed_before = state["history"], state["seconds"]
 
-    def checkpoint(ep: int, st: int, seconds: float) -> None:
-        if ckpt_path is None:
-            return
-        save_checkpoint(ckpt_path, {**identity, "model": module.state_dict(), "optim": optim.state_dict(),
-                                    "epoch": ep, "step_in_epoch": st, "history": history, "seconds": seconds})
+    def save(seconds: float) -> None:
+        ckpt.save_training(module, optim, {"epochs": epochs, "epoch": epoch, "step_in_epoch": step_in_epoch,
+                                           "history": history, "seconds": seconds})
 
     start = time.perf_counter()
-    last_ckpt = start
     steps_this_call = 0
     module.train()
     done_before = epoch * steps_per_epoch + step_in_epoch
-    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, total_steps, done_before) as bar:
+    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, steps_per_epoch * epochs, done_before) as bar:
         try:
-            while epoch < cfg.epochs:
+            while epoch < epochs:
                 order = epoch_order(cfg.seed, epoch, num_frames).to(device)
-                sq_err, n_err, loss_sum = 0.0, 0, 0.0
+                sq_err, n_err, loss_sum, shown = 0.0, 0, 0.0, {}
                 while step_in_epoch < steps_per_epoch:
                     if stopper.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
                         raise KeyboardInterrupt
                     global_step = epoch * steps_per_epoch + step_in_epoch
                     for group in optim.param_groups:
-                        group["lr"] = group.get("lr_scale", 1.0) * learning_rate(cfg, global_step, total_steps)
+                        group["lr"] = group.get("lr_scale", 1.0) * learning_rate(cfg, global_step,
+                                                                                  steps_per_epoch * epochs)
                     idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
-                    out, target = forward(idx)
-                    loss = reconstruction_loss(cfg.loss, out, target)
-                    if penalty is not None:
-                        extra, shown = penalty()
-                        loss = loss + extra
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise ConfigError(f"{desc} diverged at epoch {epoch + 1} (loss {loss_value}): lower --lr")
-                    optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_grad > 0:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_grad)
-                    optim.step()
-                    with torch.no_grad():
-                        sq_err += float((out.detach() - target).pow(2).mean()) * len(idx)
+                    loss_value, step_err, shown = _step(module, optim, forward, idx, cfg, penalty,
+                                                        f"{desc} diverged at epoch {epoch + 1}")
+                    sq_err += step_err * len(idx)
                     n_err += len(idx)
                     loss_sum += loss_value * len(idx)
                     step_in_epoch += 1
                     steps_this_call += 1
                     bar.update(1)
-                    now = time.perf_counter()
-                    if now - last_ckpt > cfg.checkpoint_minutes * 60:
-                        checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
-                        last_ckpt = now
+                    if ckpt.due():
+                        save(elapsed_before + time.perf_counter() - start)
                 seconds = elapsed_before + time.perf_counter() - start
                 # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
                 record = {
@@ -239,22 +236,18 @@ def train(
                     "loss": loss_sum / max(1, n_err),
                     "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
                     "seconds": seconds,
+                    **shown,
                 }
                 history.append(record)
-                if penalty is not None:
-                    record.update(shown)
-                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"],
-                           **(shown if penalty is not None else {}))
                 epoch, step_in_epoch = epoch + 1, 0
+                bar.update(0, epoch=f"{epoch}/{epochs}", loss=record["loss"], psnr=record["psnr"], **shown)
         except KeyboardInterrupt:
-            seconds = elapsed_before + time.perf_counter() - start
-            checkpoint(epoch, step_in_epoch, seconds)
-            where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
-            raise FitInterrupted(f"{desc} interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
+            save(elapsed_before + time.perf_counter() - start)
+            raise FitInterrupted(f"{desc} interrupted at epoch {epoch + 1}, step {step_in_epoch}{ckpt.where()}") from None
     seconds = elapsed_before + time.perf_counter() - start
     if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
         raise ConfigError(f"{desc} diverged in its last step (weights are not finite): lower --lr")
-    checkpoint(epoch, 0, seconds)
+    save(seconds)
     return history, seconds
 
 
@@ -296,6 +289,6 @@ def fit(
         return model(cur, diff), cur
 
     identity = {"model_cfg": model_cfg.to_dict(), "fit_cfg": cfg.to_dict(), "digest": digest}
-    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, run_mismatch, resume, progress,
-                             stop_after_steps, desc)
+    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, resume, progress, stop_after_steps,
+                             desc)
     return FitResult(model, evaluate(model, clip), history, seconds)
