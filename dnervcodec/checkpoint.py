@@ -117,6 +117,17 @@ def discard_checkpoints(run_dir: str | os.PathLike) -> None:
         path.unlink(missing_ok=True)
 
 
+def recorded_seconds(run_dir: str | os.PathLike) -> float:
+    """Seconds of training the run folder's checkpoints record (fit, prune, rd, qat): on --resume, the part
+    of a time budget that earlier runs already spent."""
+    total = 0.0
+    for path in checkpoints_in(run_dir):
+        if path.name == CHECKPOINT_NAME:
+            seconds = _read(path).get("seconds")
+            total += float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    return total
+
+
 def _write(path: Path, state: dict) -> None:
     """Atomic: write to a side file, then rename over the old checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,7 @@ def tune_quantized(
     def forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return model(idx), clip.batch(idx, False)[0]
 
-    identity = {"qat_cfg": cfg.to_dict(), "bits": bits, "digest": frames_digest(frames),
+    identity = {"qat_cfg": cfg.identity(), "bits": bits, "digest": frames_digest(frames),
                 "start": start}
 
     history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, resume,

@@ -207,7 +207,7 @@ def rd_tune(
             model.lam.mul_(math.exp(LAMBDA_RATE * (hard / target_bits - 1.0)))
         return model.lam * bits / pixels, {"bpp": hard / pixels}
 
-    identity = {"rd_cfg": cfg.to_dict(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr,
+    identity = {"rd_cfg": cfg.identity(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr,
                 "digest": frames_digest(frames), "start": start}
 
     history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, resume,
