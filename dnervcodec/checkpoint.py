@@ -6,6 +6,10 @@
 - The first Ctrl-C only raises a flag that the loop checks between optimizer steps, so a checkpoint never
   holds a half-applied step; a second Ctrl-C interrupts at once.
 Checkpoints are our own files, read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
+
+One mechanism for every loop: :class:`Checkpointer` writes (atomically, with the run's key), restores
+(refusing another run's checkpoint and naming what differs) and knows when the next periodic save is due;
+:func:`checkpoints_in` finds a run folder's checkpoints and :func:`discard_checkpoints` removes them.
 """
 
 from __future__ import annotations
@@ -113,7 +117,18 @@ def discard_checkpoints(run_dir: str | os.PathLike) -> None:
         path.unlink(missing_ok=True)
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def recorded_seconds(run_dir: str | os.PathLike) -> float:
+    """Seconds of training the run folder's checkpoints record (fit, prune, rd, qat): on --resume, the part
+    of a time budget that earlier runs already spent."""
+    total = 0.0
+    for path in checkpoints_in(run_dir):
+        if path.name == CHECKPOINT_NAME:
+            seconds = _read(path).get("seconds")
+            total += float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    return total
+
+
+def _write(path: Path, state: dict) -> None:
     """Atomic: write to a side file, then rename over the old checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -121,11 +136,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict:
+def _read(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged checkpoint is a user-facing problem, not a crash
         raise CheckpointError(f"cannot read checkpoint {path}: {e.__class__.__name__}; use --restart to discard it") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of dnerv; use --restart to discard it")
+    return state
 
 
 class StopAtStepBoundary:
@@ -167,8 +185,11 @@ class Checkpointer:
         """The saved state when resuming and a checkpoint exists; CheckpointError if it is another run's."""
         if not resume or self.path is None or not self.path.exists():
             return None
-        state = load_checkpoint(self.path)
-        why = run_mismatch(state.get("key") if isinstance(state.get("key"), dict) else {}, self.key)
+        state = _read(self.path)
+        if not isinstance(state.get("key"), dict):
+            raise CheckpointError(f"{self.path} was written by an older dnerv (or another program); use --restart "
+                                  "to discard it")
+        why = run_mismatch(state["key"], self.key)
         if why:
             raise CheckpointError(f"{self.path} was written {why}")
         return state
@@ -191,7 +212,7 @@ class Checkpointer:
     def save(self, state: dict) -> None:
         if self.path is None:
             return
-        save_checkpoint(self.path, {**state, "key": self.key})
+        _write(self.path, {**state, "key": self.key})
         self._last = time.perf_counter()
 
     def where(self) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DnervError
-from .options import (DefaultsFormatter, OneLineParser, budget_arg, device_arg, diff_stride_arg, float_arg,
-                      float_range, int_arg, int_range, resolution_arg)
+from .options import (DEFAULT_PRESET, PRESETS, DefaultsFormatter, OneLineParser, budget_arg, device_arg,
+                      diff_stride_arg, duration_arg, float_arg, float_range, int_arg, int_range, resolution_arg)
 from .wording import duration, plural
 
 RUN_MODEL = "model.pt"
@@ -27,6 +27,8 @@ MAX_SEED = 2**32 - 1
 RD_SHARE = 5  # encode: by default 1/RD_SHARE of --epochs is rate-distortion fine-tuning (docs/rd.md)
 RD_VALUE_BITS = 6.0  # and the model is sized at this many bits a stored value
 DENOISE_ITERS = "stbn 1500, vdp 3000"  # STBN.iters and VDP.iters; tests/test_cli_options.py checks them
+LONG_RUN_SECONDS = 3600.0  # a run expected to take longer says so before it starts, with what shortens it
+EXIT_SECONDS = 2.0  # --time: the interpreter's exit after main() (unloading torch took 1.5 s here), kept free
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
@@ -66,8 +68,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diff-stride", type=diff_stride_arg, default=None, metavar="N",
                    help="diff embedding at 1/N of the frame; N a product of at most three strides of 2..5, "
                         "e.g. 16, 32, 64 (default: chosen by the sizing)")
-    p.add_argument("--epochs", type=int_arg(1), default=50, metavar="N",
-                   help="fitting epochs, >= 1 (default: %(default)s; the paper uses 300)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int_arg(1), default=None, metavar="N",
+                        help=f"fitting epochs, >= 1 (default: {PRESETS[DEFAULT_PRESET]}; the paper uses 300)")
+    length.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="epochs by name: " + ", ".join(f"{k} {v}" for k, v in PRESETS.items()) +
+                             " (the DNeRV paper's count); like x264's presets, the time grows with the clip "
+                             f"(default: {DEFAULT_PRESET}, when neither --epochs nor --time is given)")
+    length.add_argument("--time", type=duration_arg, default=None, metavar="T",
+                        help="time budget of the whole command, e.g. 90s, 20m, 1h30m or 1.5h, up to 7 days: "
+                             "a timing probe of the model picks the epochs that end it within T, re-planned at "
+                             "every epoch as the machine's speed changes, so the result is not reproducible "
+                             "(default: none)")
     p.add_argument("--lr", type=float_arg(0, lo_open=True), default=1e-3, help="peak learning rate, > 0")
     p.add_argument("--batch-size", type=int_arg(1), default=1, metavar="N", help="frames per optimizer step, >= 1")
     p.add_argument("--loss", choices=["l2", "l1ssim"], default="l2",
@@ -249,6 +261,11 @@ def options_markdown(parser: argparse.ArgumentParser | None = None) -> str:
 def check_combinations(args: argparse.Namespace) -> None:
     """Options that are each valid but meaningless together: refused, as a typo would be."""
     p = args._commands[args.command]
+    if args.command == "encode" and args.time is not None:
+        for name in ("prune_epochs", "rd_epochs", "qat_epochs"):
+            if getattr(args, name):
+                p.error(f"--{name.replace('_', '-')}: --time plans the epochs of every stage; give 0 to skip "
+                        "the stage, or leave it out")
     if args.command == "encode":
         if args.prune_epochs is not None and args.prune == 0:
             p.error("--prune-epochs needs --prune above 0")
@@ -289,14 +306,22 @@ def _sizing(args: argparse.Namespace, num_frames: int, height: int, width: int):
                       budget_per_frame=per_frame, enc_width=encoder_width(args.arch))
 
 
+def _epochs(args: argparse.Namespace) -> int:
+    """--epochs, or those of --preset (default medium). With --time they are a first plan that only sets how
+    the stages share the epochs; the timing probe then plans them (_plan_time)."""
+    return args.epochs if args.epochs is not None else PRESETS[args.preset or DEFAULT_PRESET]
+
+
 def _fit_config(args: argparse.Namespace):
     from .fit import FitConfig
 
-    return FitConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, loss=args.loss, seed=args.seed,
+    return FitConfig(epochs=_epochs(args), lr=args.lr, batch_size=args.batch_size, loss=args.loss, seed=args.seed,
                      checkpoint_minutes=args.checkpoint_minutes)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import numpy as np
     import torch
 
@@ -318,6 +343,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"strides {list(dec.strides)}, diff {'off' if not dec.diff_ch else f'1/{dec.diff_stride}'}",
         file=sys.stderr,
     )
+    fit_cfg = _plan_fit(args, fit_cfg, video.frames, sizing.config, run)
     _start_run(args, run)
     result = fit(video.frames, sizing.config, fit_cfg, args.device, run, args.resume, not args.quiet)
     run.mkdir(parents=True, exist_ok=True)
@@ -334,7 +360,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "model_params_with_encoders": count_params(result.model),
         "bpp_at_8_bits": sizing.stored * 8 / (T * H * W),
         "model": sizing.config.to_dict(),
-        "fit": fit_cfg.to_dict(),
+        "fit": replace(fit_cfg, epochs=result.epochs).to_dict(),
         "psnr": result.psnr,
         "seconds": result.seconds,
         "history": result.history,
@@ -343,7 +369,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     write_file_atomic(run / RUN_FRAMES_CSV, lambda tmp: np.savetxt(
         tmp, np.c_[np.arange(T), result.per_frame_psnr], fmt=["%d", "%.4f"], delimiter=",",
         header="frame,psnr_db", comments=""), args.overwrite)
-    print(f"PSNR {result.psnr:.2f} dB after {plural(fit_cfg.epochs, 'epoch')} in {duration(result.seconds)}; "
+    print(f"PSNR {result.psnr:.2f} dB after {plural(result.epochs, 'epoch')} in {duration(result.seconds)}; "
           f"saved {run / RUN_MODEL}, {run / RUN_REPORT}, {run / RUN_FRAMES_CSV}")
     return 0
 
@@ -373,6 +399,8 @@ def _check_file_output(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    import time
+
     from .codec import decode
     from .metrics import psnr
     from .outputs import run_folder, write_bytes_atomic
@@ -394,9 +422,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         pruned += f", {args.bits}-bit {report.psnr_qat[0]:.2f} -> {report.psnr_qat[1]:.2f} dB by QAT"
     against = f" against the {args.denoise}-denoised input" if args.denoise != "none" else ""
     coded = f" (coded {report.coded_size[0]}x{report.coded_size[1]})" if report.coded_size else ""
+    budget = f"; {duration(time.time() - args.started)} of --time {duration(args.time)}" if args.time else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
           f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}{coded}, "
-          f"encode {duration(sum(report.timings.values()))}")
+          f"encode {duration(sum(report.timings.values()))}{budget}")
     return 0
 
 
@@ -409,7 +438,7 @@ def _encode(args: argparse.Namespace, run_dir: Path):
     T, H, W, _ = video.frames.shape
     fit_epochs, rd_options = _rd_plan(args)
     fit_cfg = replace(_fit_config(args), epochs=fit_epochs)
-    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, args.epochs // 5)
+    prune_epochs = args.prune_epochs if args.prune_epochs is not None else max(1, _epochs(args) // 5)
     cfg = EncodeConfig(
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
@@ -417,10 +446,96 @@ def _encode(args: argparse.Namespace, run_dir: Path):
         qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **rd_options,
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
     )
-    for note in plan_encode(cfg, T, H, W).notes:  # said before the fit starts, not after it
+    plan = plan_encode(cfg, T, H, W)
+    for note in plan.notes:  # said before the fit starts, not after it
         print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
+    cfg = _plan_encode_time(args, cfg, video.frames, plan, run_dir)
     _start_run(args, run_dir)
     return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+
+
+STAGE_WORDS = {"fit": "fit", "prune": "pruning", "rd": "rate-distortion", "qat": "QAT"}
+PROBE_FRAMES = 8  # the timing probe cycles over this many frames: their content does not change a step's time
+
+
+def _plan_encode_time(args: argparse.Namespace, cfg, frames, plan, run_dir: Path):
+    """The encode's training stages timed and planned (_plan_time); `cfg` with the epochs planned under --time."""
+    from dataclasses import replace
+
+    from .codec import encode_stages
+    from .models.padding import pad_frames
+
+    epochs = {"fit": cfg.fit.epochs, "prune": cfg.prune_epochs, "rd": cfg.rd_epochs, "qat": cfg.qat_epochs}
+    stages = [(name, epochs[name]) for name in encode_stages(cfg) if name in epochs]
+    probe = pad_frames(frames[:PROBE_FRAMES], plan.coded)
+    planned, budget = _plan_time(args, stages, frames.shape[0], probe, plan.sizing.config, cfg.fit, run_dir)
+    epochs.update(planned)
+    return replace(cfg, fit=replace(cfg.fit, epochs=epochs["fit"], time=budget), prune_epochs=epochs["prune"],
+                   rd_epochs=epochs["rd"], qat_epochs=epochs["qat"])
+
+
+def _plan_fit(args: argparse.Namespace, fit_cfg, frames, model_cfg, run_dir: Path):
+    """`dnerv fit`'s one stage timed and planned (_plan_time); `fit_cfg` with the epochs planned under --time."""
+    from dataclasses import replace
+
+    from .timeplan import FIT_ONLY_AFTER
+
+    planned, budget = _plan_time(args, [("fit", fit_cfg.epochs)], frames.shape[0], frames[:PROBE_FRAMES], model_cfg,
+                                 fit_cfg, run_dir, after_fit=FIT_ONLY_AFTER)
+    return replace(fit_cfg, epochs=planned["fit"], time=budget)
+
+
+def _plan_time(args: argparse.Namespace, stages: list[tuple[str, int]], num_frames: int, probe_frames, model_cfg,
+               fit_cfg, run_dir: Path, after_fit: float | None = None):
+    """Time a few training steps of the model on the real frames, then plan: with --time, the epochs of every
+    stage (in the proportions `stages` gives them) that end the command within the budget, and the TimeBudget
+    the training loops re-plan with; without, the estimate of how long the run will take. A run expected to
+    take over an hour, or that cannot fit its --time, says so before it starts.
+    Returns ({stage: epochs}, TimeBudget or None)."""
+    import math
+    import time
+
+    from .checkpoint import recorded_seconds
+    from .fit import step_seconds
+    from .timeplan import TimeBudget, stage, work_seconds
+
+    first = stages[0][1]
+    plan = [stage(name, n / first, after_fit if i == 0 else None) for i, (name, n) in enumerate(stages)]
+    epoch_seconds = (step_seconds(probe_frames, model_cfg, fit_cfg, args.device)
+                     * math.ceil(num_frames / fit_cfg.batch_size))
+    epochs, budget, now = [n for _, n in stages], None, time.time()
+    if args.time is not None:
+        spent = recorded_seconds(run_dir) if args.resume else 0.0  # work the checkpoints record counts
+        budget = TimeBudget(args.time, args.started + args.time - spent - EXIT_SECONDS, tuple(plan))
+        epochs = list(budget.plan(plan[0].name, epoch_seconds, 0.0, now))
+    work = work_seconds(epochs, [epoch_seconds * st.cost for st in plan], [st.after for st in plan])
+    expected = now - args.started + work + EXIT_SECONDS
+    note = _time_note(args, [(st.name, n) for st, n in zip(plan, epochs)], epoch_seconds, expected)
+    if note:
+        print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
+    return dict(zip([name for name, _ in stages], epochs)), budget
+
+
+def _time_note(args: argparse.Namespace, epochs: list[tuple[str, int]], epoch_seconds: float,
+               expected: float) -> str | None:
+    """One line about the time a run will take: the plan under --time (or that it cannot be met), and, for a
+    run expected to take over an hour, the estimate and what shortens it."""
+    counts = " + ".join(f"{n} {STAGE_WORDS[name]}" for name, n in epochs) + " epochs"
+    pace = f"{duration(epoch_seconds)} a fit epoch"
+    long = expected > LONG_RUN_SECONDS
+    if args.time is not None:
+        if expected > 1.1 * args.time:
+            return (f"--time {duration(args.time)} is too short for this clip: the least work, {counts} at {pace}, "
+                    f"takes about {duration(expected)}; a smaller --resolution or fewer --frames shortens it")
+        line = f"--time {duration(args.time)}: {counts} at {pace}, re-planned as the run goes"
+        if long:
+            line += (f"; about {duration(expected)} in all: a smaller --time, --resolution or fewer --frames "
+                     "shortens it")
+        return line
+    if long:
+        return (f"this {args.command} will take about {duration(expected)} ({counts} at {pace}): --time (e.g. "
+                "--time 1h), fewer --epochs (--preset fast), a smaller --resolution or fewer --frames shortens it")
+    return None
 
 
 def _rd_plan(args: argparse.Namespace) -> tuple[int, dict]:
@@ -428,12 +543,12 @@ def _rd_plan(args: argparse.Namespace) -> tuple[int, dict]:
     stage, so an encode takes about the time the fit alone took; asking for --bits or QAT means the
     min/max-quantization pipeline, and fewer than 5 epochs leave no stage."""
     if args.rd_epochs is not None:
-        fit_epochs, rd = args.epochs, args.rd_epochs
+        fit_epochs, rd = _epochs(args), args.rd_epochs
     elif args.qat_epochs > 0 or args.bits != 8:
-        fit_epochs, rd = args.epochs, 0
+        fit_epochs, rd = _epochs(args), 0
     else:
-        rd = args.epochs // RD_SHARE
-        fit_epochs = args.epochs - rd
+        rd = _epochs(args) // RD_SHARE
+        fit_epochs = _epochs(args) - rd
     options = {"rd_epochs": rd, "rd_lambda": args.rd_lambda,
                "value_bits": args.value_bits if args.value_bits is not None else RD_VALUE_BITS}
     return fit_epochs, options
@@ -555,6 +670,9 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import time
+
+    started = time.time()  # a --time budget counts from here
     argv = sys.argv[1:] if argv is None else argv
     skip = 1 if argv[:1] == ["--debug"] else 0
     if argv[skip : skip + 1] == ["bench"]:
@@ -565,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # named by the subcommand, whose --help lists what it takes
             args._commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         check_combinations(args)
+        args.started = started
     except SystemExit as e:  # --help, --version, or a bad option (already reported on one line)
         return e.code if isinstance(e.code, int) else 0
     name = f"dnerv {args.command}"

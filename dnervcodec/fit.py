@@ -1,8 +1,10 @@
 """Fit a DNeRV model to one clip: Adam, warmup then cosine decay, L2 (or L1+SSIM) loss, gradient clipping.
 
 Frames stay uint8 on the device and become float one batch at a time. The frame order of each epoch is
-a pure function of (seed, epoch) and the learning rate a pure function of the step, so a checkpoint taken
-at any step resumes to the same result as a run straight through.
+a pure function of (seed, epoch) and the learning rate a pure function of the step and the planned epochs,
+so a checkpoint taken at any step resumes to the same result as a run straight through. With a time budget
+(`FitConfig.time`) the planned epochs follow the measured pace (dnervcodec.timeplan): such a run ends on
+time, but is not reproducible.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,18 +20,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import (CHECKPOINT_NAME, StopAtStepBoundary, frames_digest, load_checkpoint, run_mismatch,
-                         save_checkpoint)
+from .checkpoint import Checkpointer, StopAtStepBoundary, frames_digest
 from .device import resolve_device
-from .errors import CheckpointError, ConfigError, FitInterrupted
+from .errors import ConfigError, FitInterrupted
 from .metrics import gaussian_window, psnr_from_mse, ssim_parts
 from .models.dnerv import DNeRV, ModelConfig, frame_differences
 from .progress import Progress, progress_stage
+from .timeplan import PROBE_STEPS, PROBE_WARM_STEPS, Pace, TimeBudget
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    epochs: int = 300
+    epochs: int = 300  # with a time budget, the first plan: re-planned as the run goes
     lr: float = 1e-3  # HNeRV's; the DNeRV paper uses 5e-4 with betas (0.5, 0.999)
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: float = 0.2  # fraction of the steps spent warming up linearly
@@ -39,6 +40,7 @@ class FitConfig:
     clip_grad: float = 1.0  # max gradient norm; 0 turns clipping off
     seed: int = 0
     checkpoint_minutes: float = 5.0
+    time: TimeBudget | None = None  # plan the epochs of the stage named like the loop to end by time.deadline
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.warmup < 1:
@@ -49,13 +51,24 @@ class FitConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["time"] = None if self.time is None else self.time.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
         d = dict(d)
         d["betas"] = tuple(d["betas"])
+        d["time"] = None if d.get("time") is None else TimeBudget.from_dict(d["time"])
         return cls(**d)
+
+    def identity(self) -> dict:
+        """The settings a checkpoint must match to be resumed. With a time budget the epochs are a plan that
+        changes as the run goes, so the seconds asked count instead."""
+        d = self.to_dict()
+        if self.time is not None:
+            del d["epochs"]
+            d["time"] = self.time.seconds
+        return d
 
 
 @dataclass
@@ -68,6 +81,11 @@ class FitResult:
     @property
     def psnr(self) -> float:
         return float(self.per_frame_psnr.mean())
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run (with a time budget, as many as the plan came to)."""
+        return len(self.history)
 
 
 def learning_rate(cfg: FitConfig, step: int, total_steps: int) -> float:
@@ -140,6 +158,30 @@ def evaluate(model: DNeRV, clip: ClipTensor, batch_size: int = 4) -> np.ndarray:
 
 
 StepFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+Penalty = Callable[[], "tuple[torch.Tensor, dict]"]
+
+
+def _step(module: nn.Module, optim: torch.optim.Optimizer, forward: StepFn, idx: torch.Tensor, cfg: FitConfig,
+          penalty: Penalty | None, where: str) -> tuple[float, float, dict]:
+    """One optimizer step on frames `idx`: (loss, mean squared error of the output, the penalty's numbers).
+    A loss that is not finite is an error that starts with `where` ('fit diverged at epoch 3')."""
+    out, target = forward(idx)
+    loss = reconstruction_loss(cfg.loss, out, target)
+    shown: dict = {}
+    if penalty is not None:
+        extra, shown = penalty()
+        loss = loss + extra
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise ConfigError(f"{where} (loss {loss_value}): lower --lr")
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_grad)
+    optim.step()
+    with torch.no_grad():
+        sq_err = float((out.detach() - target).pow(2).mean())
+    return loss_value, sq_err, shown
 
 
 def train(
@@ -150,88 +192,81 @@ def train(
     device: torch.device,
     run_dir: str | os.PathLike | None,
     identity: dict,
-    same_run: Callable[[dict, dict], str | None],
     resume: bool = False,
     progress: bool | Progress = True,
     stop_after_steps: int | None = None,
     desc: str = "fit",
     param_groups: list[dict] | None = None,
-    penalty: Callable[[], "tuple[torch.Tensor, dict]"] | None = None,
+    penalty: Penalty | None = None,
 ) -> tuple[list[dict], float]:
     """The training loop every fit shares: epochs over shuffled frames, Adam with warmup + cosine, clipping,
     one progress stage, checkpoints, Ctrl-C between steps. Returns (history per epoch, seconds).
 
-    `forward(frame indices) -> (output, target)`. A checkpoint holds `identity` (what makes the run this
-    run, e.g. configs and an input digest) and the state of `module` and the optimizer; `same_run(state,
-    identity)` returns why a checkpoint does not belong to this run, or None when it does.
-    `param_groups` (each with an `lr_scale`) give parameters their own peak learning rate on the same
-    schedule; `penalty()` returns a term added to every step's loss (the rate of a rate-distortion fit)
-    and numbers to show on the progress line.
+    `forward(frame indices) -> (output, target)`. The checkpoint (a Checkpointer keyed by `identity`: what
+    makes the run this run, e.g. configs and an input digest) holds `module`, the optimizer and where the loop
+    stands, the planned epochs included. `param_groups` (each with an `lr_scale`) give parameters their own
+    peak learning rate on the same schedule; `penalty()` returns a term added to every step's loss (the rate
+    of a rate-distortion fit) and numbers to show on the progress line.
+
+    With a time budget that names this stage (`cfg.time`, stage `desc`) the epochs are re-planned after the
+    first PROBE_STEPS timed steps of this call and at every epoch boundary, from the pace measured, so the
+    job ends by the budget's deadline; the learning-rate schedule is built for the epochs planned.
     """
     groups = param_groups if param_groups is not None else [{"params": list(module.parameters()), "lr_scale": 1.0}]
     optim = torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
     steps_per_epoch = math.ceil(num_frames / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    epoch, step_in_epoch, history, elapsed_before = 0, 0, [], 0.0
-
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        why = same_run(state, identity)
-        if why:
-            raise CheckpointError(f"{ckpt_path} was written {why}")
-        module.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+    ckpt = Checkpointer(run_dir, identity, cfg.checkpoint_minutes)
+    epochs, epoch, step_in_epoch, history, elapsed_before = cfg.epochs, 0, 0, [], 0.0
+    state = ckpt.restore_training(resume, module, optim)
+    if state is not None:
+        epochs, epoch, step_in_epoch = state["epochs"], state["epoch"], state["step_in_epoch"]
         history, elapsed_before = state["history"], state["seconds"]
+    budget = cfg.time if cfg.time is not None and desc in cfg.time.names() else None
 
-    def checkpoint(ep: int, st: int, seconds: float) -> None:
-        if ckpt_path is None:
+    def save(seconds: float) -> None:
+        ckpt.save_training(module, optim, {"epochs": epochs, "epoch": epoch, "step_in_epoch": step_in_epoch,
+                                           "history": history, "seconds": seconds})
+
+    def replan(bar: Progress) -> None:
+        """The epochs that end the job by the budget's deadline at the pace measured so far."""
+        nonlocal epochs
+        seconds = pace.step_seconds(time.perf_counter())
+        if budget is None or seconds is None:
             return
-        save_checkpoint(ckpt_path, {**identity, "model": module.state_dict(), "optim": optim.state_dict(),
-                                    "epoch": ep, "step_in_epoch": st, "history": history, "seconds": seconds})
+        epochs = budget.epochs(desc, seconds * steps_per_epoch, epoch + step_in_epoch / steps_per_epoch, time.time())
+        bar.set_total(steps_per_epoch * epochs)
 
     start = time.perf_counter()
-    last_ckpt = start
+    pace = Pace(start)
     steps_this_call = 0
     module.train()
     done_before = epoch * steps_per_epoch + step_in_epoch
-    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, total_steps, done_before) as bar:
+    with StopAtStepBoundary() as stopper, progress_stage(progress, desc, steps_per_epoch * epochs, done_before) as bar:
         try:
-            while epoch < cfg.epochs:
+            while epoch < epochs:
                 order = epoch_order(cfg.seed, epoch, num_frames).to(device)
-                sq_err, n_err, loss_sum = 0.0, 0, 0.0
+                sq_err, n_err, loss_sum, shown = 0.0, 0, 0.0, {}
                 while step_in_epoch < steps_per_epoch:
                     if stopper.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
                         raise KeyboardInterrupt
                     global_step = epoch * steps_per_epoch + step_in_epoch
                     for group in optim.param_groups:
-                        group["lr"] = group.get("lr_scale", 1.0) * learning_rate(cfg, global_step, total_steps)
+                        group["lr"] = group.get("lr_scale", 1.0) * learning_rate(cfg, global_step,
+                                                                                  steps_per_epoch * epochs)
                     idx = order[step_in_epoch * cfg.batch_size : (step_in_epoch + 1) * cfg.batch_size]
-                    out, target = forward(idx)
-                    loss = reconstruction_loss(cfg.loss, out, target)
-                    if penalty is not None:
-                        extra, shown = penalty()
-                        loss = loss + extra
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise ConfigError(f"{desc} diverged at epoch {epoch + 1} (loss {loss_value}): lower --lr")
-                    optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.clip_grad > 0:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_grad)
-                    optim.step()
-                    with torch.no_grad():
-                        sq_err += float((out.detach() - target).pow(2).mean()) * len(idx)
+                    loss_value, step_err, shown = _step(module, optim, forward, idx, cfg, penalty,
+                                                        f"{desc} diverged at epoch {epoch + 1}")
+                    sq_err += step_err * len(idx)
                     n_err += len(idx)
                     loss_sum += loss_value * len(idx)
                     step_in_epoch += 1
                     steps_this_call += 1
+                    pace.step(time.perf_counter())
                     bar.update(1)
-                    now = time.perf_counter()
-                    if now - last_ckpt > cfg.checkpoint_minutes * 60:
-                        checkpoint(epoch, step_in_epoch, elapsed_before + now - start)
-                        last_ckpt = now
+                    if pace.run_steps == PROBE_WARM_STEPS + PROBE_STEPS and step_in_epoch < steps_per_epoch:
+                        replan(bar)  # the first steps of this run are the timing probe
+                    if ckpt.due():
+                        save(elapsed_before + time.perf_counter() - start)
                 seconds = elapsed_before + time.perf_counter() - start
                 # Frames seen in a partly resumed epoch are not all in these sums; the PSNR is a training estimate.
                 record = {
@@ -239,22 +274,22 @@ def train(
                     "loss": loss_sum / max(1, n_err),
                     "psnr": float(psnr_from_mse(sq_err / max(1, n_err))),
                     "seconds": seconds,
+                    **shown,
                 }
                 history.append(record)
-                if penalty is not None:
-                    record.update(shown)
-                bar.update(0, epoch=f"{epoch + 1}/{cfg.epochs}", loss=record["loss"], psnr=record["psnr"],
-                           **(shown if penalty is not None else {}))
                 epoch, step_in_epoch = epoch + 1, 0
+                replan(bar)
+                if budget is not None:
+                    record["planned"] = epochs  # how the plan moved, epoch by epoch
+                pace.restart(time.perf_counter())
+                bar.update(0, epoch=f"{epoch}/{epochs}", loss=record["loss"], psnr=record["psnr"], **shown)
         except KeyboardInterrupt:
-            seconds = elapsed_before + time.perf_counter() - start
-            checkpoint(epoch, step_in_epoch, seconds)
-            where = f"; resume with --resume (checkpoint in {ckpt_path.parent})" if ckpt_path else ""
-            raise FitInterrupted(f"{desc} interrupted at epoch {epoch + 1}, step {step_in_epoch}{where}") from None
+            save(elapsed_before + time.perf_counter() - start)
+            raise FitInterrupted(f"{desc} interrupted at epoch {epoch + 1}, step {step_in_epoch}{ckpt.where()}") from None
     seconds = elapsed_before + time.perf_counter() - start
     if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
         raise ConfigError(f"{desc} diverged in its last step (weights are not finite): lower --lr")
-    checkpoint(epoch, 0, seconds)
+    save(seconds)
     return history, seconds
 
 
@@ -295,7 +330,30 @@ def fit(
         cur, diff = clip.batch(idx, with_diff)
         return model(cur, diff), cur
 
-    identity = {"model_cfg": model_cfg.to_dict(), "fit_cfg": cfg.to_dict(), "digest": digest}
-    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, run_mismatch, resume, progress,
-                             stop_after_steps, desc)
+    identity = {"model_cfg": model_cfg.to_dict(), "fit_cfg": cfg.identity(), "digest": digest}
+    history, seconds = train(model, forward, T, cfg, device, run_dir, identity, resume, progress, stop_after_steps,
+                             desc)
     return FitResult(model, evaluate(model, clip), history, seconds)
+
+
+def step_seconds(frames: np.ndarray, model_cfg: ModelConfig, cfg: FitConfig, device: str | torch.device = "auto",
+                 steps: int = PROBE_STEPS) -> float:
+    """Seconds one training step of a fresh `model_cfg` takes on `frames` (uint8 [T,H,W,3] at the model's size;
+    a few are enough): the timing probe that plans or estimates a fit before it starts. The same step as the
+    fit's, at learning rate 0; the first PROBE_WARM_STEPS are not timed, then `steps` are."""
+    device = resolve_device(device)
+    model = DNeRV(model_cfg).to(device, memory_format=torch.channels_last)
+    clip = ClipTensor(frames, device)
+    optim = torch.optim.Adam(model.parameters(), lr=0.0, betas=cfg.betas)
+    with_diff = model.diff_encoder is not None
+
+    def forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cur, diff = clip.batch(idx, with_diff)
+        return model(cur, diff), cur
+
+    pace = Pace(time.perf_counter())
+    for i in range(PROBE_WARM_STEPS + steps):
+        idx = torch.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size, device=device) % clip.num_frames
+        _step(model, optim, forward, idx, cfg, None, "the timing probe diverged")
+        pace.step(time.perf_counter())
+    return float(pace.step_seconds(time.perf_counter()))

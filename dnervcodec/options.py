@@ -4,7 +4,8 @@ input is opened; a parser whose errors are one line; a help formatter that shows
 Each `*_arg` function is an argparse `type=`: it turns the text into a value or raises
 ArgumentTypeError with the allowed range, so `--bits 17` fails in milliseconds instead of after a fit.
 Nothing here imports torch or PyAV: a wrong option must fail fast even on a cold start.
-`parse_budget` and `parse_resolution` live here for the same reason; the library re-exports them.
+`parse_budget`, `parse_resolution` and `parse_duration` live here for the same reason; the library re-exports
+the first two.
 """
 
 from __future__ import annotations
@@ -44,6 +45,27 @@ def parse_resolution(text: str) -> tuple[int, int]:
         raise ConfigError(f"resolution '{text}' is out of range: both sides at least 1 and at most "
                           f"{MAX_PIXELS_PER_FRAME} pixels in all (8192x8192)")
     return h, w
+
+
+MAX_DURATION = 7 * 24 * 3600  # --time: a week; longer is surely a typo
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '5m', '1h30m', '1.5h' or plain seconds ('300') -> seconds, in (0 s, 7 days]."""
+    t = (text or "").strip().lower()
+    if re.fullmatch(_NUMBER, t):
+        seconds = float(t)
+    else:
+        m = _DURATION.fullmatch(t)
+        if not t or m is None:
+            raise ConfigError(f"'{text}' is not a duration like 90s, 5m, 1h30m or 1.5h")
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    if not 0 < seconds <= MAX_DURATION:
+        raise ConfigError(f"'{text}' is outside (0 s, 7 days]")
+    return seconds
 
 
 def _stride_splits(n: int) -> bool:
@@ -140,6 +162,11 @@ def _from_config_error(parse: Callable[[str], object], name: str) -> Callable[[s
 
 budget_arg = _from_config_error(lambda text: parse_budget(text) and text, "budget")  # checked, kept as written
 resolution_arg = _from_config_error(parse_resolution, "resolution")
+duration_arg = _from_config_error(parse_duration, "duration")
+
+# --preset: named epoch counts, like x264's presets a speed that scales with the clip (not a wall time).
+PRESETS = {"fast": 20, "medium": 50, "slow": 150, "paper": 300}
+DEFAULT_PRESET = "medium"
 
 
 def diff_stride_arg(text: str) -> int:

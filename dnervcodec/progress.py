@@ -61,6 +61,13 @@ class Progress:
             self._started = self._logged = time.perf_counter()
         return self
 
+    def set_total(self, total: int) -> None:
+        """Move the open stage's end: a stage whose epochs a time budget re-plans."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
     def update(self, n: int = 1, **postfix: object) -> None:
         """Advance by n steps; keyword values (loss=..., psnr=...) replace the numbers shown after the bar."""
         self.done += n

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from .checkpoint import frames_digest, run_mismatch, tensors_digest
+from .checkpoint import frames_digest, tensors_digest
 from .compress.quant import check_bits, fake_quantize, quantize_embedding
 from .device import resolve_device
 from .errors import ConfigError
@@ -120,10 +120,10 @@ def tune_quantized(
     def forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return model(idx), clip.batch(idx, False)[0]
 
-    identity = {"qat_cfg": cfg.to_dict(), "bits": bits, "digest": frames_digest(frames),
+    identity = {"qat_cfg": cfg.identity(), "bits": bits, "digest": frames_digest(frames),
                 "start": start}
 
-    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, run_mismatch, resume,
+    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, resume,
                              progress, desc="qat")
     after = quantized_psnr(model, clip)
     decoder, content, diff = model.export()

@@ -27,7 +27,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from .bitstream import group_axes
-from .checkpoint import frames_digest, run_mismatch, tensors_digest
+from .checkpoint import frames_digest, tensors_digest
 from .compress.models import laplace_bits, laplace_fit
 from .compress.quant import MAX_STEP, MIN_STEP, QuantParams, quantize_step
 from .device import resolve_device
@@ -278,10 +278,10 @@ def rd_tune(
         bits = model.rate_bits(noisy=True, seed=cfg.seed)
         return model.lam * bits / pixels, dict(shown)
 
-    identity = {"rd_cfg": cfg.to_dict(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr,
+    identity = {"rd_cfg": cfg.identity(), "target_bits": target_bits, "lam0": lam, "step_lr": step_lr,
                 "digest": frames_digest(frames), "start": start}
 
-    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, run_mismatch, resume,
+    history, seconds = train(model, forward, frames.shape[0], cfg, device, run_dir, identity, resume,
                              progress, desc="rd", param_groups=groups, penalty=penalty)
     if target_bits is not None:
         # Lambda steers the rate while the weights move, but cannot land it exactly in a finite run (on a short

@@ -112,7 +112,7 @@ def test_dnerv_runs_in_the_benchmark_with_real_files(tmp_path):
 def test_dnerv_point_resumes_from_its_work_dir(tmp_path, monkeypatch):
     """A sweep stopped after a fit picks the point up from its checkpoint, and the folder goes once measured."""
     import bench.dnerv_point as dp
-    import dnervcodec.fit as fit_module
+    import dnervcodec.checkpoint as checkpoint_module
 
     frames = moving_shapes(6, 32, 64)
     spec = dp.dnerv_spec("dnerv", 3, (8,))
@@ -124,8 +124,8 @@ def test_dnerv_point_resumes_from_its_work_dir(tmp_path, monkeypatch):
         dp.dnerv_spec("dnerv", 3, (8,), work_dir=work).run_point(frames, 25.0, 8)
     assert list(work.glob("*/*"))
     loads = []
-    real_load = fit_module.load_checkpoint
-    monkeypatch.setattr(fit_module, "load_checkpoint", lambda p: loads.append(p) or real_load(p))
+    real_read = checkpoint_module._read
+    monkeypatch.setattr(checkpoint_module, "_read", lambda p: loads.append(p) or real_read(p))
     resumed = dp.dnerv_spec("dnerv", 3, (8,), work_dir=work).run_point(frames, 25.0, 8)
     assert loads, "the second run did not resume from the checkpoint"
     # Same decoded video (the byte count may differ by the stage timings the file carries as text).
@@ -176,7 +176,7 @@ def test_rd_resumes_an_interrupted_dnerv_point(tmp_path, monkeypatch, capsys):
     """bench.rd gives each DNeRV point a work folder, as bench.noisy_rd does: a stopped run continues the
     point's fit from its checkpoint instead of from zero, and the folder goes once the point is measured."""
     import bench.dnerv_point as dp
-    import dnervcodec.fit as fit_module
+    import dnervcodec.checkpoint as checkpoint_module
     from tests.conftest import InterruptAfter
 
     monkeypatch.setattr(rd, "CODEC_REGISTRY", dict(rd.CODEC_REGISTRY))
@@ -192,8 +192,8 @@ def test_rd_resumes_an_interrupted_dnerv_point(tmp_path, monkeypatch, capsys):
     assert "run the same command again to resume" in err and "Traceback" not in err
     assert (out / "work" / "dnerv" / "bpp8-e3" / "checkpoint.pt").is_file()
     loads = []
-    real_load = fit_module.load_checkpoint
-    monkeypatch.setattr(fit_module, "load_checkpoint", lambda p: loads.append(p) or real_load(p))
+    real_read = checkpoint_module._read
+    monkeypatch.setattr(checkpoint_module, "_read", lambda p: loads.append(p) or real_read(p))
     assert rd.main(argv) == 0
     assert loads and "bpp8-e3" in str(loads[0]), "the rerun fitted the point from zero"
     assert load_results(out / "dnerv.json")["results"]["target_bpp"] == [8]

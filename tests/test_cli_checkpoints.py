@@ -111,3 +111,14 @@ def test_check_run_dir_finds_checkpoints_of_every_stage(tmp_path) -> None:
         check_run_dir(tmp_path, resume=False, restart=False)
     assert check_run_dir(tmp_path, resume=True, restart=False) is None
     assert check_run_dir(tmp_path, resume=False, restart=True) is None
+
+
+def test_a_checkpoint_of_an_older_layout_is_refused_with_the_way_out(tmp_path) -> None:
+    """Every loop now writes through Checkpointer (the run's key beside the state); a checkpoint without that
+    key, as fits wrote before, is not mistaken for a run with other settings."""
+    from dnervcodec.checkpoint import Checkpointer
+
+    earlier_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="written by an older dnerv .*; use --restart to discard it"):
+        Checkpointer(tmp_path, {"fit_cfg": {"epochs": 3}}).restore(resume=True)
+    assert Checkpointer(tmp_path, {"fit_cfg": {"epochs": 3}}).restore(resume=False) is None

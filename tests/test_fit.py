@@ -111,3 +111,44 @@ def test_a_diverging_fit_is_an_error_not_a_nan_psnr() -> None:
     with pytest.raises(ConfigError, match="diverged.*lower --lr"):
         fit(frames, size_model(32, 64, 4, 20_000).config, FitConfig(epochs=3, lr=1e30, clip_grad=0), "cpu",
             progress=False)
+
+
+def test_a_timed_fit_checkpoints_its_planned_epochs_and_resumes_with_them(clip, tmp_path):
+    """With a time budget the epochs are a plan: the checkpoint records it, a resumed run continues with it (its
+    first plan and deadline are new, and are no part of the run's identity), and only other seconds are refused."""
+    import time
+
+    from dnervcodec.checkpoint import recorded_seconds
+    from dnervcodec.timeplan import TimeBudget, stage
+
+    def budget(seconds: float) -> TimeBudget:
+        return TimeBudget(seconds, time.time() + seconds, (stage("fit", after=0.0),))
+
+    model_cfg = small_model(clip)
+    with pytest.raises(FitInterrupted):  # 8 steps an epoch: the plan is made at the first epoch boundary
+        fit(clip, model_cfg, FitConfig(epochs=3, lr=5e-3, time=budget(3600.0)), "cpu", run_dir=tmp_path,
+            progress=False, stop_after_steps=10)
+    first = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert first["epochs"] > 100 and (first["epoch"], first["step_in_epoch"]) == (1, 2)  # an hour of tiny epochs
+    assert recorded_seconds(tmp_path) == pytest.approx(first["seconds"]) and first["seconds"] > 0
+    with pytest.raises(FitInterrupted):
+        fit(clip, model_cfg, FitConfig(epochs=5, lr=5e-3, time=budget(3600.0)), "cpu", run_dir=tmp_path,
+            resume=True, progress=False, stop_after_steps=1)
+    again = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert again["epochs"] == first["epochs"] and again["step_in_epoch"] == 3
+    with pytest.raises(CheckpointError, match="time 3600.0 -> 1800.0"):
+        fit(clip, model_cfg, FitConfig(epochs=3, lr=5e-3, time=budget(1800.0)), "cpu", run_dir=tmp_path,
+            resume=True, progress=False)
+
+
+def test_a_timed_fit_ends_near_its_deadline(clip):
+    """The loop re-plans from its own pace: a fit given 4 s ends within a generous margin of them."""
+    import time
+
+    from dnervcodec.timeplan import TimeBudget, stage
+
+    t0 = time.time()
+    cfg = FitConfig(epochs=1, lr=5e-3, time=TimeBudget(4.0, t0 + 4.0, (stage("fit", after=0.0),)))
+    result = fit(clip, small_model(clip), cfg, "cpu", progress=False)
+    seconds = time.time() - t0
+    assert result.epochs > 1 and 2.5 < seconds < 6.0, (result.epochs, seconds)

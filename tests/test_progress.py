@@ -74,6 +74,21 @@ def test_each_stage_ends_on_a_line_of_its_own_and_a_resume_never_gives_a_negativ
         assert shown == finals
 
 
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_replanned_stage_ends_at_its_new_total(terminal, capsys, monkeypatch) -> None:
+    """A time budget moves a stage's end while it runs: the line then ends at the new total, at 100%."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    display = Progress(enabled=True, stages=["fit"])
+    with progress_stage(display, "fit", 100) as bar:
+        bar.update(30)
+        bar.set_total(40)
+        assert bar.total == 40
+        bar.update(10)
+    display.close()
+    final = [line for line in lines_of(capsys.readouterr().err) if "100%" in line]
+    assert len(final) == 1 and "40/40" in final[0], final
+
+
 def test_checkpointer_refuses_another_runs_checkpoint(tmp_path) -> None:
     ckpt = Checkpointer(tmp_path, {"options": {"iters": 10}, "digest": "abc"})
     assert ckpt.restore(resume=True) is None  # nothing saved yet
