@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__
 from .errors import DnervError
 from .options import (DefaultsFormatter, OneLineParser, budget_arg, device_arg, diff_stride_arg, float_arg,
-                      float_range, int_arg, int_range, resolution_arg)
+                      float_range, int_arg, int_range, ray_arg, resolution_arg)
 from .wording import duration, plural
 
 RUN_MODEL = "model.pt"
@@ -72,6 +72,27 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     _add_seed_device(p, "auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--checkpoint-minutes", type=float_arg(0, lo_open=True), default=5.0, metavar="M",
                    help="minutes between checkpoints in the run folder, > 0")
+
+
+def _add_segment_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--segment-frames", type=int_arg(1), default=None, metavar="N",
+                   help="cut the clip into segments of about N frames (ceil(frames / N) of near-equal length), "
+                        "each fitted on its own with its own decoder, so segments can be fitted in parallel and "
+                        "decoded alone; --bpp applies to each, --size is split by frames; >= 1 (default: the "
+                        "whole clip, one segment)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int_arg(1), default=1, metavar="K",
+                       help="fit up to K segments at once in local processes; the file is the same for any K, "
+                            ">= 1")
+    where.add_argument("--ray", type=ray_arg, default=None, metavar="ADDRESS",
+                       help="fit each segment as a Ray task; ADDRESS is auto (join the local Ray instance, or start "
+                            "one) or a running cluster's HOST:PORT, checked when the command line is read; the run "
+                            "folder must be on storage every machine shares for a retried task to resume "
+                            "(default: no Ray)")
+    p.add_argument("--threads", type=int_arg(1), default=None, metavar="N",
+                   help="torch threads of each segment's job, fixed so the file does not depend on --workers or "
+                        "--ray (CPU results change with the thread count), >= 1 (default: 1 with several segments, "
+                        "else torch's own)")
 
 
 def _add_seed_device(p: argparse.ArgumentParser, device: str, device_help: str) -> None:
@@ -177,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value-bits", type=float_arg(1, 16), default=None, metavar="B",
                    help="bits a stored value is expected to cost after rate-distortion fine-tuning, which sizes "
                         f"the model for the target file, {float_range(1, 16)} (default: {RD_VALUE_BITS:g})")
+    _add_segment_options(p)
     p.add_argument("--run-dir", metavar="DIR", help="checkpoint folder (default: OUTPUT.run, removed after success)")
     p.add_argument("--denoise", choices=["none", "stbn", "nlm", "vdp"], default="none",
                    help="denoise the clip before encoding (self-supervised stbn/vdp, or OpenCV non-local means)")
@@ -381,6 +403,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     T, H, W = report.encoded_frames.shape[:3]
     out = Path(args.output)
     decoded, _ = decode(report.data)
+    parts = f" in {len(report.segments)} segments" if len(report.segments) > 1 else ""
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
     if report.predicted_bits is not None:
@@ -392,14 +415,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
     coded = f" (coded {report.coded_size[0]}x{report.coded_size[1]})" if report.coded_size else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
           f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}{coded}, "
-          f"encode {duration(sum(report.timings.values()))}")
+          f"encode {duration(report.seconds)}{parts}")
     return 0
 
 
 def _encode(args: argparse.Namespace, run_dir: Path):
     from dataclasses import replace
 
-    from .codec import EncodeConfig, encode_video, plan_encode
+    from .codec import EncodeConfig, encode_video
+    from .runners import make_runner
+    from .segments import segment_plans
 
     video = _read(args)
     T, H, W, _ = video.frames.shape
@@ -412,11 +437,13 @@ def _encode(args: argparse.Namespace, run_dir: Path):
         fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
         qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **rd_options,
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
+        segment_frames=args.segment_frames, threads=args.threads,
     )
-    for note in plan_encode(cfg, T, H, W).notes:  # said before the fit starts, not after it
+    notes = dict.fromkeys(note for plan in segment_plans(cfg, T, H, W) for note in plan.notes)
+    for note in notes:  # said before the fit starts, not after it
         print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
     _start_run(args, run_dir)
-    return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+    return encode_video(video, cfg, run_dir, args.resume, not args.quiet, runner=make_runner(args.workers, args.ray))
 
 
 def _rd_plan(args: argparse.Namespace) -> tuple[int, dict]:

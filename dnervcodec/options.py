@@ -14,6 +14,7 @@ import math
 import re
 from typing import Callable, NoReturn
 
+from .cluster import AUTO, probe
 from .errors import ConfigError
 
 MAX_BUDGET = 10**9
@@ -140,6 +141,18 @@ def _from_config_error(parse: Callable[[str], object], name: str) -> Callable[[s
 
 budget_arg = _from_config_error(lambda text: parse_budget(text) and text, "budget")  # checked, kept as written
 resolution_arg = _from_config_error(parse_resolution, "resolution")
+
+
+def _ray_address(text: str) -> str:
+    """'auto', or a Ray head's HOST:PORT that answers now (a few seconds at most): an unreachable cluster
+    is refused when the command line is read, not after the input has been read and denoised."""
+    if text == AUTO:
+        return text
+    probe(text)
+    return text
+
+
+ray_arg = _from_config_error(_ray_address, "address")
 
 
 def diff_stride_arg(text: str) -> int:
