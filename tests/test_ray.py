@@ -12,7 +12,12 @@ import time
 import pytest
 
 from dnervcodec.cli import main
-from tests.conftest import SEGMENTED_ARGS, without_timings
+from dnervcodec.codec import EncodeConfig, encode_video
+from dnervcodec.errors import ConfigError
+from dnervcodec.fit import FitConfig
+from dnervcodec.runners import RayTasks
+from dnervcodec.video import Video
+from tests.conftest import SEGMENTED_ARGS, moving_shapes, without_timings
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
 
@@ -68,3 +73,11 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_bytes(cluster, segme
     rerun = json.loads((folder / "attempt.json").read_text())
     assert rerun["pid"] != pid  # Ray ran the job again in another worker, which claimed the same attempt: resumed
     assert without_timings(out.read_bytes()) == without_timings(reference)
+
+
+def test_an_error_in_a_task_is_ours_not_rays(cluster):
+    """A job that fails (here rate-distortion fine-tuning asked with the l1ssim loss) is not retried, and the
+    encode raises our one-line error, not Ray's wrapper with a remote traceback."""
+    cfg = EncodeConfig(size="12k", fit=FitConfig(epochs=1, loss="l1ssim"), rd_epochs=1, value_bits=6, device="cpu")
+    with pytest.raises(ConfigError, match="use loss l2"):
+        encode_video(Video(moving_shapes(2, 32, 64), 25.0, (32, 64)), cfg, progress=False, runner=RayTasks(cluster))
