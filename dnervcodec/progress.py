@@ -161,25 +161,33 @@ class ForwardProgress(Progress):
 
 class SegmentsProgress:
     """One stage of `display` for all segments of an encode: the sum of their planned steps (each stage's
-    own total replaces its plan when it starts), and the numbers of the segment that reported last."""
+    own total replaces its plan when it starts; a resumed stage counts the steps it had done), and the
+    numbers of the segment that reported last."""
 
     def __init__(self, display: Progress, name: str, planned: dict[int, dict[str, int]]) -> None:
         self.display, self.planned = display, planned
         self.count, self.finished = len(planned), 0
         display.stage(name, sum(sum(stages.values()) for stages in planned.values()))
         self.current: dict[int, str] = {}  # each segment's running stage
+        self.counted: dict[tuple[int, str], list[int]] = {}  # (segment, stage) -> [its total, its steps shown]
         self.shown: dict[str, object] = {"done": f"0/{self.count}"}
 
     def put(self, event: Event) -> None:
         segment, kind, *rest = event
         if kind == "stage":
+            # A stage seen before is a job run again (a retried task resuming): its steps are counted anew.
             name, total, initial = rest
-            self.display.add_total(total - self.planned.get(segment, {}).pop(name, 0))
+            before = self.counted.get((segment, name), [self.planned.get(segment, {}).pop(name, 0), 0])
+            self.counted[(segment, name)] = [total, initial]
             self.current[segment] = name
-            if initial:
-                self.display.update(initial)
+            self.display.add_total(total - before[0])
+            if initial != before[1]:
+                self.display.update(initial - before[1])
         elif kind == "update":
             n, postfix = rest
+            counted = self.counted.get((segment, self.current.get(segment, "")))
+            if counted is not None:
+                counted[1] += n
             if not postfix:
                 self.display.update(n)
                 return

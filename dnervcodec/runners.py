@@ -60,17 +60,17 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 def _serve(tasks: "mp.Queue", events: "mp.Queue") -> None:
-    """A worker process: run jobs from `tasks` until None, sending progress, results and errors to `events`."""
+    """A worker process: run jobs from `tasks` until None, sending progress, results and errors to `events`.
+    After an error (or Ctrl-C, which reaches the workers too) it stops: the encode is over."""
     while True:
         job = tasks.get()
         if job is None:
             return
         try:
             events.put((job.index, "result", run_segment(job, ForwardProgress(events, job.index))))
-        except BaseException as e:  # noqa: BLE001 - reported to the parent, which decides
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
             events.put((job.index, "error", _portable(e)))
-            if not isinstance(e, Exception):
-                return
+            return
 
 
 def _ended(exitcode: int) -> str:
