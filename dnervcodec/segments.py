@@ -36,7 +36,7 @@ from .models.dnerv import DNeRV, DecoderConfig
 from .models.padding import pad_frames
 from .models.sizing import Sizing
 from .outputs import write_bytes_atomic
-from .plan import EncodeConfig, container_bits, plan_encode
+from .plan import EncodeConfig, EncodePlan, container_bits, plan_encode
 from .progress import Progress
 from .qat import qat_config, tune_quantized
 from .rd import rd_tune
@@ -126,9 +126,7 @@ def make_jobs(frames: np.ndarray, cfg: EncodeConfig, run_dir: str | os.PathLike 
     T, H, W, _ = frames.shape
     spans = split_frames(T, cfg.segment_frames)
     threads = job_threads(cfg, len(spans))
-    coded = None
-    if len(spans) > 1:  # the file has one coded size: the first (longest) segment's choice
-        coded = plan_encode(cfg, spans[0][1], H, W, T).coded
+    coded = _shared_coded_size(cfg, spans, H, W)
     jobs = []
     for i, (first, n) in enumerate(spans):
         folder = None
@@ -140,13 +138,19 @@ def make_jobs(frames: np.ndarray, cfg: EncodeConfig, run_dir: str | os.PathLike 
     return jobs
 
 
-def segment_plans(cfg: EncodeConfig, t: int, h: int, w: int) -> list:
+def _shared_coded_size(cfg: EncodeConfig, spans: list[tuple[int, int]], h: int, w: int) -> tuple[int, int] | None:
+    """The coded size every segment of the file uses: the first (longest) segment's own choice (a coarser
+    layout's padding can depend on the length); None for a single segment, which plans it as a clip does."""
+    if len(spans) == 1:
+        return None
+    return plan_encode(cfg, spans[0][1], h, w, sum(n for _, n in spans)).coded
+
+
+def segment_plans(cfg: EncodeConfig, t: int, h: int, w: int) -> list[EncodePlan]:
     """Every segment's plan (coded size, model, notes), as the jobs will make them: for the CLI to say what
     the encode will do before any work."""
     spans = split_frames(t, cfg.segment_frames)
-    if len(spans) == 1:
-        return [plan_encode(cfg, t, h, w)]
-    coded = plan_encode(cfg, spans[0][1], h, w, t).coded
+    coded = _shared_coded_size(cfg, spans, h, w)
     return [plan_encode(cfg, n, h, w, t, coded) for _, n in spans]
 
 
