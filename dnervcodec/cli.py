@@ -17,7 +17,8 @@ from pathlib import Path
 from . import __version__
 from .errors import DnervError
 from .options import (DEFAULT_PRESET, PRESETS, DefaultsFormatter, OneLineParser, budget_arg, device_arg,
-                      diff_stride_arg, duration_arg, float_arg, float_range, int_arg, int_range, resolution_arg)
+                      diff_stride_arg, duration_arg, float_arg, float_range, int_arg, int_range, ray_arg,
+                      resolution_arg)
 from .wording import duration, plural
 
 RUN_MODEL = "model.pt"
@@ -87,6 +88,27 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     _add_seed_device(p, "auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--checkpoint-minutes", type=float_arg(0, lo_open=True), default=5.0, metavar="M",
                    help="minutes between checkpoints in the run folder, > 0")
+
+
+def _add_segment_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--segment-frames", type=int_arg(1), default=None, metavar="N",
+                   help="cut the clip into segments of about N frames (ceil(frames / N) of near-equal length), "
+                        "each fitted on its own with its own decoder, so segments can be fitted in parallel and "
+                        "decoded alone; --bpp applies to each, --size is split by frames; >= 1 (default: the "
+                        "whole clip, one segment)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int_arg(1), default=1, metavar="K",
+                       help="fit up to K segments at once in local processes; the file is the same for any K, "
+                            ">= 1")
+    where.add_argument("--ray", type=ray_arg, default=None, metavar="ADDRESS",
+                       help="fit each segment as a Ray task; ADDRESS is auto (join the local Ray instance, or start "
+                            "one) or a running cluster's HOST:PORT, checked when the command line is read; the run "
+                            "folder must be on storage every machine shares for a retried task to resume "
+                            "(default: no Ray)")
+    p.add_argument("--threads", type=int_arg(1), default=None, metavar="N",
+                   help="torch threads of each segment's job, fixed so the file does not depend on --workers or "
+                        "--ray (CPU results change with the thread count), >= 1 (default: 1 with several segments, "
+                        "else torch's own)")
 
 
 def _add_seed_device(p: argparse.ArgumentParser, device: str, device_help: str) -> None:
@@ -192,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value-bits", type=float_arg(1, 16), default=None, metavar="B",
                    help="bits a stored value is expected to cost after rate-distortion fine-tuning, which sizes "
                         f"the model for the target file, {float_range(1, 16)} (default: {RD_VALUE_BITS:g})")
+    _add_segment_options(p)
     p.add_argument("--run-dir", metavar="DIR", help="checkpoint folder (default: OUTPUT.run, removed after success)")
     p.add_argument("--denoise", choices=["none", "stbn", "nlm", "vdp"], default="none",
                    help="denoise the clip before encoding (self-supervised stbn/vdp, or OpenCV non-local means)")
@@ -266,6 +289,8 @@ def check_combinations(args: argparse.Namespace) -> None:
             if getattr(args, name):
                 p.error(f"--{name.replace('_', '-')}: --time plans the epochs of every stage; give 0 to skip "
                         "the stage, or leave it out")
+        if args.segment_frames is not None:  # one deadline for segments fitted in turn or side by side: not yet
+            p.error("--segment-frames: --time does not plan segmented encodes yet; give --epochs or --preset")
     if args.command == "encode":
         if args.prune_epochs is not None and args.prune == 0:
             p.error("--prune-epochs needs --prune above 0")
@@ -302,7 +327,7 @@ def _sizing(args: argparse.Namespace, num_frames: int, height: int, width: int):
     else:
         budget = budget_from_bpp(args.bpp if args.bpp is not None else 0.1, num_frames, height, width)
         per_frame = budget / num_frames
-    return size_model(height, width, num_frames, budget, use_diff=not args.no_diff, diff_stride=args.diff_stride, arch=args.arch,
+    return size_model(height, width, num_frames, budget, use_diff=not args.no_diff, diff_stride=args.diff_stride,
                       budget_per_frame=per_frame, enc_width=encoder_width(args.arch))
 
 
@@ -413,6 +438,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     T, H, W = report.encoded_frames.shape[:3]
     out = Path(args.output)
     decoded, _ = decode(report.data)
+    parts = f" in {len(report.segments)} segments" if len(report.segments) > 1 else ""
     quality = psnr(report.encoded_frames, decoded)
     pruned = f", after pruning {report.psnr_pruned:.2f} dB" if report.psnr_pruned is not None else ""
     if report.predicted_bits is not None:
@@ -425,14 +451,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
     budget = f"; {duration(time.time() - args.started)} of --time {duration(args.time)}" if args.time else ""
     print(f"{out}: {len(report.data)} bytes, {report.bpp:.4f} bpp, PSNR {quality:.2f} dB decoded{against} "
           f"(float model {report.psnr_fit:.2f} dB{pruned}); {plural(T, 'frame')} {H}x{W}{coded}, "
-          f"encode {duration(sum(report.timings.values()))}{budget}")
+          f"encode {duration(report.seconds)}{parts}{budget}")
     return 0
 
 
 def _encode(args: argparse.Namespace, run_dir: Path):
     from dataclasses import replace
 
-    from .codec import EncodeConfig, encode_video, plan_encode
+    from .codec import EncodeConfig, encode_video
+    from .runners import make_runner
+    from .segments import segment_plans
 
     video = _read(args)
     T, H, W, _ = video.frames.shape
@@ -442,16 +470,18 @@ def _encode(args: argparse.Namespace, run_dir: Path):
     cfg = EncodeConfig(
         resolution=video.frames.shape[1:3], start=args.start, num_frames=T, size=args.size,
         bpp=args.bpp if args.bpp is not None else 0.1, use_diff=not args.no_diff, diff_stride=args.diff_stride,
-        fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
+        arch=args.arch, fit=fit_cfg, prune=args.prune, prune_epochs=prune_epochs if args.prune > 0 else 0, bits=args.bits,
         qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, **rd_options,
         device=args.device, denoise=args.denoise, denoise_sigma=args.sigma, denoise_iters=args.denoise_iters,
+        segment_frames=args.segment_frames, threads=args.threads,
     )
-    plan = plan_encode(cfg, T, H, W)
-    for note in plan.notes:  # said before the fit starts, not after it
+    plans = segment_plans(cfg, T, H, W)
+    notes = dict.fromkeys(note for plan in plans for note in plan.notes)
+    for note in notes:  # said before the fit starts, not after it
         print(f"dnerv {args.command}: note: {note}", file=sys.stderr)
-    cfg = _plan_encode_time(args, cfg, video.frames, plan, run_dir)
+    cfg = _plan_encode_time(args, cfg, video.frames, plans[0], run_dir)
     _start_run(args, run_dir)
-    return encode_video(video, cfg, run_dir, args.resume, not args.quiet)
+    return encode_video(video, cfg, run_dir, args.resume, not args.quiet, runner=make_runner(args.workers, args.ray))
 
 
 STAGE_WORDS = {"fit": "fit", "prune": "pruning", "rd": "rate-distortion", "qat": "QAT"}

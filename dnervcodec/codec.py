@@ -1,6 +1,7 @@
 """The public pipeline: encode(source, EncodeConfig) -> bytes and decode(bytes | path) -> (frames, meta).
 
-encode: read -> size the model -> fit -> prune + fine-tune -> embed -> quantize + entropy-code -> container.
+encode: read -> (denoise) -> cut into segments -> per segment (segments.py, run by a runners.py executor):
+size the model -> fit -> prune + fine-tune -> embed -> quantize + entropy-code -> container, in segment order.
 The encoders are dropped: the file holds the decoder config, its quantized weights, and the per-frame content
 and diff embeddings. decode rebuilds the decoder from the file alone and runs it frame batch by frame batch.
 """
@@ -10,60 +11,34 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .bitstream import Container, decode_segment, encode_quantized_segment, quantize_tensor, read_container, write_container
+from .bitstream import Container, Segment, decode_segment, read_container, write_container
 from .checkpoint import DENOISED_NAME, Checkpointer, frames_digest
-from .compress.prune import prune_decoder
-from .errors import BitstreamError, ConfigError, DnervError
 from .device import resolve_device
-from .fit import ClipTensor, FitConfig, evaluate, fit
+from .errors import BitstreamError, ConfigError, DnervError
 from .models.cost import DecodeCost, DecodeLimits, decode_cost
-from .models.dnerv import DEFAULT_ARCH, DNeRV, Decoder, DecoderConfig, decoder_params, decoder_shapes, encoder_width
-from .models.padding import coded_size, layout_sizes, max_coded_side, pad_frames
-from .models.sizing import Sizing, budget_from_bpp, parse_budget, size_model
-from .progress import Progress
+from .models.dnerv import Decoder, DecoderConfig, decoder_params, decoder_shapes
+from .models.padding import max_coded_side
+from .models.sizing import Sizing
+from .plan import EncodeConfig, EncodePlan, encode_stages, plan_encode, segments_stage  # noqa: F401  (public API)
+from .progress import Progress, SegmentsProgress
 from .rate import header_fields, header_rate
-from .qat import qat_config, tune_quantized
 from .ranges import frame_range
-from .rd import rd_tune
+from .runners import InProcess, Runner
+from .segments import SegmentJob, SegmentResult, make_jobs, planned_steps, run_segment, split_frames, unpack_segment
+from .segments import embeddings as _embeddings  # noqa: F401  (its name here before segments.py; tests use it)
 from .video import Video, read_video
 
 MAX_SIDE = 8192
 MAX_FRAMES = 1_000_000
 MAX_OUTPUT_BYTES = 4 << 30  # a decoded clip larger than this is refused as implausible
-
-
-@dataclass(frozen=True)
-class EncodeConfig:
-    resolution: tuple[int, int] | None = None
-    start: int = 0
-    num_frames: int | None = None
-    size: str | None = None  # stored values ("85k", "0.35M"); None -> bpp
-    bpp: float = 0.1  # target bpp at `bits` bits per stored value, used when size is None
-    use_diff: bool = True
-    diff_stride: int | None = None
-    arch: str = DEFAULT_ARCH  # "dnerv" or "dnerv-paper" (models.dnerv.ARCHITECTURES): the encoders' width
-    fit: FitConfig = field(default_factory=FitConfig)
-    prune: float = 0.0  # fraction of the decoder's parameters removed by channel pruning
-    prune_epochs: int = 0  # fine-tuning epochs after pruning
-    prune_lr: float | None = None  # peak learning rate of that fine-tuning (default: the fit's)
-    bits: int = 8
-    qat_epochs: int = 0  # quantization-aware fine-tuning of the stored decoder and embeddings
-    qat_lr: float | None = None  # its peak learning rate (default: a tenth of the fit's)
-    rd_epochs: int = 0  # rate-distortion fine-tuning with learned steps (0: min/max quantization at `bits`)
-    rd_lr: float | None = None  # its peak learning rate for weights and embeddings (default: a tenth of the fit's)
-    rd_lambda: float | None = None  # fixed lambda (MSE + lambda * bpp); None: lambda tracks the target size
-    value_bits: float = 8.0  # bits a stored value is expected to cost, to size the model for the target
-    device: str = "auto"
-    denoise: str = "none"  # a denoiser run on the frames before fitting: stbn, nlm (vdp later) or none
-    denoise_sigma: float | None = None  # noise level on 0-255; None = estimated
-    denoise_iters: int | None = None  # training iterations of a learned denoiser (None = its default)
 
 
 def denoiser_for(method: str, seed: int = 0, device: str = "auto", iters: int | None = None):
@@ -95,100 +70,12 @@ class EncodeReport:
     predicted_bits: float | None = None  # the rate-distortion fit's estimate of the file's size, in bits
     coded_size: tuple[int, int] | None = None  # the padded size the model codes, when it differs from height x width
     notes: tuple[str, ...] = ()  # what the encoder chose for the user (a grown budget), one line each
+    segments: list[SegmentResult] = field(default_factory=list)  # each segment's own figures, in order
+    seconds: float = 0.0  # wall time of the encode (denoising included)
 
     @property
     def bpp(self) -> float:
         return len(self.data) * 8 / (self.frames * self.height * self.width)
-
-
-def _budget(cfg: EncodeConfig, t: int, h: int, w: int) -> int:
-    """Stored values: --size, or as many as --bpp buys at cfg.bits bits each (before entropy coding)."""
-    return parse_budget(cfg.size) if cfg.size is not None else budget_from_bpp(cfg.bpp, t, h, w, cfg.bits)
-
-
-CONTAINER_BITS = 8 * 700  # signature, header JSON, segment meta and ancillary chunks (about 0.5-0.7 kB)
-
-
-def target_file_bits(cfg: EncodeConfig, t: int, h: int, w: int) -> float:
-    """The file size a rate-distortion encode aims at: --bpp, or --size values at 8 bits each."""
-    if cfg.size is not None:
-        return 8.0 * parse_budget(cfg.size)
-    return cfg.bpp * t * h * w
-
-
-def model_budget(cfg: EncodeConfig, t: int, h: int, w: int) -> int:
-    """Stored values of the model: the target size over the bits a value is expected to cost."""
-    if cfg.rd_epochs <= 0:
-        return _budget(cfg, t, h, w)
-    return max(1000, int(target_file_bits(cfg, t, h, w) / cfg.value_bits))
-
-
-@dataclass(frozen=True)
-class EncodePlan:
-    """What an encode will code, decided before any work: so the CLI can say it before the fit starts."""
-
-    coded: tuple[int, int]  # frame size the model codes: the input padded to the strides
-    sizing: Sizing
-    target_bits: float  # file size a rate-distortion stage aims at (grown with the budget)
-    notes: tuple[str, ...]
-
-
-def plan_encode(cfg: EncodeConfig, t: int, h: int, w: int) -> EncodePlan:
-    """Pad the size to one the strides can build and size the model for the target; where the target cannot
-    hold even the smallest model, the smallest model is used and a note says so (never an error)."""
-    coded = coded_size(h, w, cfg.diff_stride)
-    budget = model_budget(cfg, t, h, w)
-    per_frame = budget / t if cfg.size is None else None
-    enc = encoder_width(cfg.arch)
-    sizing = size_model(*coded, t, budget, cfg.use_diff, cfg.diff_stride, budget_per_frame=per_frame, grow=True,
-                        enc_width=enc)
-    if sizing.asked is not None:
-        # The smallest padding may allow only fine layouts (144x176: diff at 1/16) whose embeddings eat the
-        # budget; a little more padding may allow a coarser one that fits, or at least a smaller file.
-        options = [(size, size_model(*size, t, budget, cfg.use_diff, d, m, budget_per_frame=per_frame, grow=True,
-                                     enc_width=enc))
-                   for size, d, m in layout_sizes(h, w, cfg.diff_stride)]
-        fits = [(a * b, (a, b), s) for (a, b), s in options if s.asked is None]
-        if fits:
-            _, coded, sizing = min(fits, key=lambda f: f[0])
-        else:
-            coded, sizing = min([(coded, sizing), *options], key=lambda o: o[1].budget)
-    target = target_file_bits(cfg, t, h, w)
-    notes: tuple[str, ...] = ()
-    if sizing.asked is not None:
-        value_bits = cfg.value_bits if cfg.rd_epochs > 0 else cfg.bits
-        target = max(target, sizing.budget * value_bits)
-        asked = f"--size {cfg.size}" if cfg.size is not None else f"a target of {cfg.bpp:g} bpp"
-        notes = (f"{asked} cannot hold the smallest model for {t} frames of {h}x{w} ({sizing.budget} values); "
-                 f"using it, a file of about {target / 8 / 1000:.0f} kB ({target / (t * h * w):.3g} bpp)",)
-    return EncodePlan(coded, sizing, target, notes)
-
-
-@torch.no_grad()
-def _embeddings(model: DNeRV, clip: ClipTensor, batch: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
-    model.eval()
-    content, diff = [], []
-    with_diff = model.diff_encoder is not None
-    for s in range(0, clip.num_frames, batch):
-        idx = torch.arange(s, min(s + batch, clip.num_frames), device=clip.data.device)
-        c, d = model.embed(*clip.batch(idx, with_diff))
-        content.append(c.float().cpu().contiguous())
-        if d is not None:
-            diff.append(d.float().cpu().contiguous())
-    return torch.cat(content).numpy(), (torch.cat(diff).numpy() if diff else None)
-
-
-def encode_stages(cfg: EncodeConfig) -> list[str]:
-    """The stages an encode with `cfg` runs, as the progress line labels them."""
-    stages = [f"denoise {cfg.denoise}"] if cfg.denoise != "none" else []
-    stages.append("fit")
-    if cfg.prune > 0 and cfg.prune_epochs > 0:
-        stages.append("prune")
-    if cfg.rd_epochs > 0:
-        stages.append("rd")
-    elif cfg.qat_epochs > 0:
-        stages.append("qat")
-    return stages
 
 
 def denoise_frames(frames: np.ndarray, cfg: EncodeConfig, run_dir: str | os.PathLike | None = None,
@@ -214,21 +101,29 @@ def encode_video(
     resume: bool = False,
     progress: bool | Progress = True,
     ancillary: dict[str, bytes] | None = None,
+    runner: Runner | None = None,
 ) -> EncodeReport:
     """Fit, compress and pack one clip. A run_dir keeps checkpoints so an interrupted encode resumes.
 
-    `progress` is a bool or a Progress line; the stages (denoise, fit, prune) share one display.
+    `progress` is a bool or a Progress line; the stages (denoise, fit, prune) share one display. With
+    `cfg.segment_frames` the clip is cut into segments, each fitted on its own by `runner` (default: in this
+    process); the file does not depend on the runner.
     """
-    display = progress if isinstance(progress, Progress) else Progress(bool(progress), encode_stages(cfg))
+    runner = runner if runner is not None else InProcess()
+    segments = len(split_frames(video.frames.shape[0], cfg.segment_frames))
+    display = progress if isinstance(progress, Progress) else Progress(
+        bool(progress), encode_stages(cfg, segments, runner.remote))
     try:
-        return _encode(video, cfg, run_dir, resume, display, ancillary)
+        return _encode(video, cfg, run_dir, resume, display, ancillary, runner)
     finally:
         if display is not progress:
             display.close()
 
 
 def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, resume: bool,
-            progress: Progress, ancillary: dict[str, bytes] | None) -> EncodeReport:
+            progress: Progress, ancillary: dict[str, bytes] | None, runner: Runner) -> EncodeReport:
+    """The clip around the segment jobs: denoise the whole clip, run the jobs, write header and container."""
+    started = time.perf_counter()
     frames = video.frames
     T, H, W, _ = frames.shape
     timings: dict[str, float] = {}
@@ -239,82 +134,73 @@ def _encode(video: Video, cfg: EncodeConfig, run_dir: str | os.PathLike | None, 
         timings["denoise"] = time.perf_counter() - t0
         extra["denoise"] = json.dumps({"method": cfg.denoise, "sigma": cfg.denoise_sigma,
                                        "seconds": timings["denoise"]}).encode()
-    plan = plan_encode(cfg, T, H, W)
-    sizing, source = plan.sizing, frames
-    # Every stage fits the padded frames, so its loss counts the replicated border too: a little capacity
-    # spent on flat edges, and the reported PSNR is measured after the decoder's crop.
-    frames = pad_frames(frames, plan.coded)
-    device = resolve_device(cfg.device)
-
-    fitted = fit(frames, sizing.config, cfg.fit, device, run_dir, resume, progress, desc="fit")
-    timings["fit"] = fitted.seconds  # all of the fit's time, also the part before an interruption
-    model, psnr_pruned = fitted.model, None
-
-    if cfg.prune > 0:
-        t0 = time.perf_counter()
-        decoder, dec_cfg = prune_decoder(model.decoder, cfg.prune)
-        pruned_cfg = replace(sizing.config, decoder=dec_cfg)
-        state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
-        state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
-        if cfg.prune_epochs > 0:
-            lr = cfg.prune_lr if cfg.prune_lr is not None else cfg.fit.lr
-            tune = replace(cfg.fit, epochs=cfg.prune_epochs, lr=lr, warmup=0.1)
-            tune_dir = Path(run_dir) / "prune" if run_dir is not None else None
-            tuned = fit(frames, pruned_cfg, tune, device, tune_dir, resume, progress, init_state=state, desc="prune")
-            model, psnr_pruned = tuned.model, tuned.psnr
-        else:
-            model = DNeRV(pruned_cfg)
-            model.load_state_dict(state)
-            model = model.to(device)
-            psnr_pruned = float(evaluate(model, ClipTensor(frames, device)).mean())
-        timings["prune"] = time.perf_counter() - t0
-
-    content, diff = _embeddings(model, ClipTensor(frames, device))
-    decoder, psnr_qat, quantized, rd_info = model.decoder, None, None, None
-    if cfg.rd_epochs > 0:
-        t0 = time.perf_counter()
-        rd_dir = Path(run_dir) / "rd" if run_dir is not None else None
-        target = None if cfg.rd_lambda is not None else plan.target_bits - CONTAINER_BITS
-        tuned = rd_tune(frames, decoder, content, diff, qat_config(cfg.fit, cfg.rd_epochs, cfg.rd_lr), target,
-                        lam=cfg.rd_lambda if cfg.rd_lambda is not None else 0.01, device=device, run_dir=rd_dir,
-                        resume=resume, progress=progress)
-        quantized, psnr_qat = tuned.tensors, (tuned.psnr_before, tuned.psnr_after)
-        rd_info = {"predicted_bits": tuned.predicted_bits + CONTAINER_BITS, "lambda": tuned.lam}
-        timings["rd"] = time.perf_counter() - t0
-    elif cfg.qat_epochs > 0:
-        t0 = time.perf_counter()
-        qat_dir = Path(run_dir) / "qat" if run_dir is not None else None
-        tuned = tune_quantized(frames, decoder, content, diff, cfg.bits, qat_config(cfg.fit, cfg.qat_epochs, cfg.qat_lr),
-                               device, qat_dir, resume, progress)
-        decoder, content, diff = tuned.decoder, tuned.content, tuned.diff
-        psnr_qat = (tuned.psnr_before, tuned.psnr_after)
-        timings["qat"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    dec_cfg = decoder.cfg
-    if quantized is None:
-        quantized = {f"w.{name}": quantize_tensor(p.detach().cpu().float().numpy(), cfg.bits, "weight")
-                     for name, p in decoder.state_dict().items()}
-        quantized["e.content"] = quantize_tensor(content, cfg.bits, "embedding")
-        if diff is not None:
-            quantized["e.diff"] = quantize_tensor(diff, cfg.bits, "embedding")
+    results = run_jobs(make_jobs(frames, cfg, run_dir, resume), runner, progress)
+    coded = results[0].coded
+    for r in results:
+        for stage, seconds in r.timings.items():  # summed over segments: work done, not wall time
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    coding = {"bits": cfg.bits if cfg.rd_epochs <= 0 else "learned", "prune": cfg.prune,
+              "qat_epochs": cfg.qat_epochs, "rd_epochs": cfg.rd_epochs,
+              "budget": sum(r.sizing.budget for r in results)}
+    if len(results) > 1:
+        coding["segment_frames"] = cfg.segment_frames
     header = {
         "encoder": f"dnervcodec {__version__}",
         "video": {"frames": T, "height": H, "width": W, **header_fields(video.rate),
                   "source_size": list(video.source_size), "start": cfg.start,
-                  **({"coded_size": list(plan.coded)} if plan.coded != (H, W) else {})},
-        "coding": {"bits": cfg.bits if cfg.rd_epochs <= 0 else "learned", "prune": cfg.prune,
-                   "qat_epochs": cfg.qat_epochs, "rd_epochs": cfg.rd_epochs, "budget": sizing.budget},
+                  **({"coded_size": list(coded)} if coded != (H, W) else {})},
+        "coding": coding,
     }
-    segment = encode_quantized_segment({"first_frame": 0, "frames": T, "decoder": dec_cfg.to_dict()}, quantized)
-    timings["quantize_entropy_code"] = time.perf_counter() - t0
+    seconds = time.perf_counter() - started
+    if len(results) > 1:
+        timings["wall"] = seconds
     extra["timings"] = json.dumps(timings).encode()
-    if rd_info is not None:
-        extra["rd"] = json.dumps(rd_info).encode()
-    data = write_container(Container(header=header, segments=[segment], ancillary=extra))
-    return EncodeReport(data, T, H, W, video.fps, sizing, dec_cfg, fitted.psnr, psnr_pruned, psnr_qat, timings,
-                        source, None if rd_info is None else rd_info["predicted_bits"],
-                        plan.coded if plan.coded != (H, W) else None, plan.notes)
+    predicted = None
+    if results[0].predicted_bits is not None:
+        predicted = sum(r.predicted_bits for r in results)
+        lam = results[0].lam if len(results) == 1 else [r.lam for r in results]
+        extra["rd"] = json.dumps({"predicted_bits": predicted, "lambda": lam}).encode()
+    data = write_container(Container(header=header, segments=[unpack_segment(r.data) for r in results],
+                                     ancillary=extra))
+    return EncodeReport(data, T, H, W, video.fps, results[0].sizing, results[0].decoder_config,
+                        _frame_mean([r.psnr_fit for r in results], results),
+                        _frame_mean([r.psnr_pruned for r in results], results),
+                        _qat_mean(results), timings, frames, predicted, coded if coded != (H, W) else None,
+                        tuple(dict.fromkeys(n for r in results for n in r.notes)), results, seconds)
+
+
+def run_jobs(jobs: list[SegmentJob], runner: Runner, progress: Progress) -> list[SegmentResult]:
+    """Every job's result, in segment order. A single job in this process draws its own stages on the
+    progress line, as a whole-clip encode always did; otherwise one stage covers all segments."""
+    if len(jobs) == 1 and not runner.remote:
+        return [run_segment(jobs[0], progress)]
+    planned = {job.index: planned_steps(job.cfg, len(job.frames)) for job in jobs}
+    line = SegmentsProgress(progress, segments_stage(len(jobs)), planned)
+    results: dict[int, SegmentResult] = {}
+    try:
+        for result in runner.run(jobs, line):
+            results[result.index] = result
+            line.segment_done(result.index)
+    finally:
+        line.close()
+    codeds = {r.coded for r in results.values()}
+    if len(codeds) != 1:  # make_jobs gives every job the same coded size; a job that disagrees is our bug
+        raise RuntimeError(f"segments coded at different sizes: {sorted(codeds)}")
+    return [results[i] for i in range(len(jobs))]
+
+
+def _frame_mean(values: list[float | None], results: list[SegmentResult]) -> float | None:
+    """A per-segment PSNR averaged over the clip's frames (each segment's is its frames' mean)."""
+    if values[0] is None or len(values) == 1:
+        return values[0]
+    return float(sum(v * r.frames for v, r in zip(values, results)) / sum(r.frames for r in results))
+
+
+def _qat_mean(results: list[SegmentResult]) -> tuple[float, float] | None:
+    if results[0].psnr_qat is None:
+        return None
+    return (_frame_mean([r.psnr_qat[0] for r in results], results),
+            _frame_mean([r.psnr_qat[1] for r in results], results))
 
 
 def encode(source: str | os.PathLike, cfg: EncodeConfig, **kwargs) -> bytes:
@@ -331,13 +217,37 @@ MAX_BATCH = 4  # frames run through the decoder at once, when the memory limit a
 
 @dataclass(frozen=True)
 class DecodedSegment:
+    """A validated segment whose tensors are entropy-decoded on first use, so decoding a frame range pays
+    only for the segments it touches. Every check on its tensors (names, shapes, symbol counts against the
+    coded size) ran when the file was parsed, before any of them is decoded."""
+
     first_frame: int
     frames: int
     decoder: DecoderConfig
-    weights: dict[str, np.ndarray]
-    content: np.ndarray
-    diff: np.ndarray | None
     cost: DecodeCost  # per frame, checked against the limits the file was parsed with
+    coded: Segment = field(repr=False)
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every tensor, entropy-decoded and dequantized (once)."""
+        return decode_segment(self.coded)
+
+    @property
+    def decoded(self) -> bool:
+        """Whether this segment's tensors have been decoded."""
+        return "arrays" in self.__dict__
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        return {k[2:]: v for k, v in self.arrays.items() if k.startswith("w.")}
+
+    @property
+    def content(self) -> np.ndarray:
+        return self.arrays["e.content"]
+
+    @property
+    def diff(self) -> np.ndarray | None:
+        return self.arrays.get("e.diff")
 
 
 @dataclass(frozen=True)
@@ -430,7 +340,8 @@ def parse(data: bytes | bytearray | memoryview, limits: DecodeLimits | None = No
     """Read and validate a .dnerv file without running the decoder: every shape is checked against the config.
 
     The header's claims, including each segment's decode cost against `limits` (default `DecodeLimits()`),
-    are checked before any tensor is parsed, and the tensors' shapes before any is decoded.
+    are checked before any tensor is parsed, and the tensors' shapes before any is decoded. No tensor is
+    decoded here: a segment's are decoded when it is first used (DecodedSegment.arrays).
     """
     limits = DecodeLimits() if limits is None else limits
     claims = _Claims(limits)
@@ -445,11 +356,7 @@ def parse(data: bytes | bytearray | memoryview, limits: DecodeLimits | None = No
             found = tuple(seg.tensors[name].quant.shape)
             if found != shape:
                 raise BitstreamError(f"tensor {name} has shape {found}, expected {shape}")
-    segments = []
-    for seg, (first, n, dec, cost) in zip(c.segments, claims.segments):
-        arrays = decode_segment(seg)
-        weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w.")}
-        segments.append(DecodedSegment(first, n, dec, weights, arrays["e.content"], arrays.get("e.diff"), cost))
+    segments = [DecodedSegment(first, n, dec, cost, seg) for seg, (first, n, dec, cost) in zip(c.segments, claims.segments)]
     return StreamInfo(c.header, segments, c.ancillary, limits, c)
 
 

@@ -1,4 +1,5 @@
-"""Describe a .dnerv file: format version, video, decoder config, bytes of each part, bpp, stage timings."""
+"""Describe a .dnerv file: format version, video, each segment (frames, bytes, decoder), bytes of each part,
+bpp, stage timings."""
 
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def _parts_bytes(data: bytes, container: Container) -> dict[str, int]:
     return out
 
 
+def _segment_bytes(data: bytes) -> list[int]:
+    """Bytes of each segment's own chunks (its SEGM, TNSR and CODE chunks, framing included), in order."""
+    sizes: list[int] = []
+    for chunk_type, _, size in chunk_sizes(data):
+        if chunk_type == "SEGM":
+            sizes.append(0)
+        if chunk_type in ("SEGM", "TNSR", "CODE") and sizes:
+            sizes[-1] += size
+    return sizes
+
+
 def describe(path: Path, limits: DecodeLimits | None = None) -> dict:
     """Everything `dnerv info` prints, as a dict (validated by a full parse of the file, the same as decode's).
 
@@ -78,10 +90,10 @@ def describe_bytes(data: bytes, name: str, limits: DecodeLimits | None = None) -
         "bpp": bpp(len(data), video["frames"], video["height"], video["width"]),
         "parts_bytes": parts,
         "segments": [
-            {"first_frame": s.first_frame, "frames": s.frames, "decoder": s.decoder.to_dict(),
+            {"first_frame": s.first_frame, "frames": s.frames, "bytes": n, "decoder": s.decoder.to_dict(),
              "decoder_params": decoder_params(s.decoder), "decode_gflops_per_frame": s.cost.gflops,
              "decode_activation_bytes_per_frame": s.cost.peak_bytes}
-            for s in info.segments
+            for s, n in zip(info.segments, _segment_bytes(data))
         ],
         "ancillary": ancillary,
     }
@@ -116,7 +128,8 @@ def format_info(info: dict) -> str:
         d = s["decoder"]
         diff = f"diff {d['diff_ch']}ch at 1/{d['diff_stride']}" if d["diff_ch"] else "no diff stream"
         lines.append(
-            f"segment {i}: frames {s['first_frame']}..{s['first_frame'] + s['frames'] - 1}, decoder "
+            f"segment {i}: frames {s['first_frame']}..{s['first_frame'] + s['frames'] - 1} ({s['frames']}), "
+            f"{s['bytes']} bytes, decoder "
             f"{s['decoder_params']} params, strides {d['strides']}, widths {d['lift_width']}->{d['widths']}, {diff}; "
             f"decoding needs {s['decode_gflops_per_frame']:.3g} GFLOPs and "
             f"{s['decode_activation_bytes_per_frame'] / 2**20:.3g} MiB of activations per frame"

@@ -15,6 +15,7 @@ import math
 import re
 from typing import Callable, NoReturn
 
+from .cluster import AUTO, probe
 from .errors import ConfigError
 
 MAX_BUDGET = 10**9
@@ -167,6 +168,18 @@ duration_arg = _from_config_error(parse_duration, "duration")
 # --preset: named epoch counts, like x264's presets a speed that scales with the clip (not a wall time).
 PRESETS = {"fast": 20, "medium": 50, "slow": 150, "paper": 300}
 DEFAULT_PRESET = "medium"
+
+
+def _ray_address(text: str) -> str:
+    """'auto', or a Ray head's HOST:PORT that answers now (a few seconds at most): an unreachable cluster
+    is refused when the command line is read, not after the input has been read and denoised."""
+    if text == AUTO:
+        return text
+    probe(text)
+    return text
+
+
+ray_arg = _from_config_error(_ray_address, "address")
 
 
 def diff_stride_arg(text: str) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 from tqdm import tqdm
 
@@ -87,6 +87,13 @@ class Progress:
         print(line, file=sys.stderr, flush=True)
         self._logged = now
 
+    def add_total(self, n: int) -> None:
+        """Grow (or shrink) the open stage's total, when the steps it covers turn out to be more (or fewer)."""
+        self.total += n
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.refresh()
+
     def write(self, message: str) -> None:
         """A line above the bar (or on stderr when there is none), e.g. which layout the sizing chose."""
         if self.enabled:
@@ -113,3 +120,98 @@ def progress_stage(progress: "bool | Progress", name: str, total: int, initial: 
         yield display.stage(name, total, initial)
     finally:
         display.end_stage()
+
+
+# ---------------------------------------------------------------- one line for many segments
+
+Event = tuple  # (segment, "stage", name, total, initial) | (segment, "update", n, postfix) | (segment, "write", text)
+
+
+class EventSink(Protocol):
+    """Where a segment's progress events go: a SegmentsProgress, or a queue to one in another process."""
+
+    def put(self, event: Event) -> None: ...
+
+
+class ForwardProgress(Progress):
+    """A segment job's progress as events for the one line that covers every segment, which may be drawn in
+    another process: the job's stages call it as they would a display of their own. Steps are sent at
+    most every `every` seconds (and with every new loss/PSNR), so a queue between processes stays quiet."""
+
+    def __init__(self, sink: EventSink, segment: int, every: float = 0.5) -> None:
+        super().__init__(enabled=False)
+        self.sink, self.segment, self.every = sink, segment, every
+        self._pending, self._sent = 0, 0.0
+
+    def stage(self, name: str, total: int, initial: int = 0) -> "Progress":
+        super().stage(name, total, initial)
+        self.sink.put((self.segment, "stage", name, total, initial))
+        return self
+
+    def update(self, n: int = 1, **postfix: object) -> None:
+        super().update(n, **postfix)
+        self._pending += n
+        now = time.perf_counter()
+        if postfix or now - self._sent >= self.every:
+            self.sink.put((self.segment, "update", self._pending, dict(postfix)))
+            self._pending, self._sent = 0, now
+
+    def end_stage(self) -> None:
+        if self._pending:
+            self.sink.put((self.segment, "update", self._pending, {}))
+            self._pending = 0
+        super().end_stage()
+
+    def write(self, message: str) -> None:
+        self.sink.put((self.segment, "write", message))
+
+
+class SegmentsProgress:
+    """One stage of `display` for all segments of an encode: the sum of their planned steps (each stage's
+    own total replaces its plan when it starts; a resumed stage counts the steps it had done), and the
+    numbers of the segment that reported last."""
+
+    def __init__(self, display: Progress, name: str, planned: dict[int, dict[str, int]]) -> None:
+        self.display, self.planned = display, planned
+        self.count, self.finished = len(planned), 0
+        display.stage(name, sum(sum(stages.values()) for stages in planned.values()))
+        self.current: dict[int, str] = {}  # each segment's running stage
+        self.counted: dict[tuple[int, str], list[int]] = {}  # (segment, stage) -> [its total, its steps shown]
+        self.shown: dict[str, object] = {"done": f"0/{self.count}"}
+
+    def put(self, event: Event) -> None:
+        segment, kind, *rest = event
+        if kind == "stage":
+            # A stage seen before is a job run again (a retried task resuming): its steps are counted anew.
+            name, total, initial = rest
+            before = self.counted.get((segment, name), [self.planned.get(segment, {}).pop(name, 0), 0])
+            self.counted[(segment, name)] = [total, initial]
+            self.current[segment] = name
+            self.display.add_total(total - before[0])
+            if initial != before[1]:
+                self.display.update(initial - before[1])
+        elif kind == "update":
+            n, postfix = rest
+            counted = self.counted.get((segment, self.current.get(segment, "")))
+            if counted is not None:
+                counted[1] += n
+            if not postfix:
+                self.display.update(n)
+                return
+            where = f"{segment} {self.current.get(segment, '')}".strip()
+            self.shown = {"done": self.shown["done"], "segment": where, **postfix}
+            self.display.update(n, **self.shown)
+        elif kind == "write":
+            self.display.write(f"segment {segment}: {rest[0]}")
+
+    def segment_done(self, segment: int) -> None:
+        """A segment is coded: steps it planned but did not run (stages it skipped) leave the total."""
+        self.finished += 1
+        left = sum(self.planned.pop(segment, {}).values())
+        if left:
+            self.display.add_total(-left)
+        self.shown["done"] = f"{self.finished}/{self.count}"
+        self.display.update(0, **self.shown)
+
+    def close(self) -> None:
+        self.display.end_stage()

@@ -41,3 +41,31 @@ class InterruptAfter(Progress):
         self.left -= n
         if self.left < 0:
             raise KeyboardInterrupt
+
+
+# A clip in 4 segments of 2 frames, fitted long enough (40 steps a segment) that a test can kill a worker
+# in the middle of a segment; checkpoints every 60 ms. The runner tests compare their files with this one.
+SEGMENTED_ARGS = ["--segment-frames", "2", "--epochs", "20", "--size", "20k", "--device", "cpu", "--quiet",
+                  "--checkpoint-minutes", "0.001"]
+
+
+def without_timings(data: bytes) -> bytes:
+    """The file without its stage-timing text: what must be identical whichever runner wrote it."""
+    from dnervcodec.bitstream import read_container, write_container
+
+    container = read_container(data)
+    container.ancillary.pop("timings", None)
+    return write_container(container)
+
+
+@pytest.fixture(scope="session")
+def segmented_reference(tmp_path_factory) -> tuple:
+    """(clip file, the file `dnerv encode --workers 1` writes for it with SEGMENTED_ARGS)."""
+    from dnervcodec.cli import main
+    from dnervcodec.video import write_video
+
+    folder = tmp_path_factory.mktemp("segmented")
+    clip = write_video(folder / "clip.mkv", moving_shapes(8, 32, 64))
+    out = folder / "reference.dnerv"
+    assert main(["encode", str(clip), "-o", str(out), "--workers", "1", *SEGMENTED_ARGS]) == 0
+    return clip, out.read_bytes()

@@ -75,9 +75,13 @@ def _info(data: bytes) -> str | None:
 
 
 def _parse(data: bytes):
-    """(StreamInfo, None) or (None, the message of our error): the parser `decode` runs."""
+    """(StreamInfo, None) or (None, the message of our error): the parser `decode` runs, then the entropy
+    decoding of every segment that decoding the whole clip runs (parse itself decodes none)."""
     try:
-        return parse(data), None
+        info = parse(data)
+        for segment in info.segments:
+            segment.arrays
+        return info, None
     except DnervError as e:
         return None, str(e)
 

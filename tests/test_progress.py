@@ -120,3 +120,21 @@ def test_encode_with_nlm_shows_each_stage_once_and_complete(tmp_path, capsys) ->
         line for line in shown if "100%" in line], shown  # a log line per stage, at its end
     assert [line.split(":")[0] for line in shown if line.startswith("[")] == ["[1/2] denoise nlm", "[2/2] fit"]
     assert "6/6" in shown[0] and "step/s" in shown[0]
+
+
+def test_one_line_for_segments_counts_planned_steps_resumes_and_reruns():
+    from dnervcodec.progress import ForwardProgress, SegmentsProgress
+
+    display = Progress(enabled=False)
+    line = SegmentsProgress(display, "2 segments", {0: {"fit": 10, "rd": 2}, 1: {"fit": 10, "rd": 2}})
+    assert (display.label, display.total, display.done) == ("2 segments", 24, 0)
+    job = ForwardProgress(line, 1, every=0.0)
+    job.stage("fit", 12, initial=4)  # its real total replaces the plan; a resumed stage's steps count as done
+    assert (display.total, display.done) == (26, 4)
+    job.update(3)
+    job.update(1, loss=0.5, psnr=20.0)
+    assert display.done == 8 and "segment=1 fit" in display.postfix and "psnr=20" in display.postfix
+    job.stage("fit", 12, initial=6)  # the same job again (a retried task), resumed from its checkpoint at 6
+    assert (display.total, display.done) == (26, 6)
+    line.segment_done(1)  # it skipped its planned rd stage: those steps leave the total
+    assert display.total == 24 and "done=1/2" in display.postfix
