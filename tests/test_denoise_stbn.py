@@ -133,9 +133,9 @@ def test_nll_estimates_sigma_when_not_given(monkeypatch) -> None:
     noisy = add_awgn(moving_shapes(4, 24, 32), 20, seed=2)
     model = STBN(width=8, blocks=1, iters=2, refine_iters=0, crop=16, clip_len=3, seed=0, device="cpu")
     model.denoise(noisy, progress=False)
-    from dnervcodec.denoise.noise import estimate_sigma
+    from dnervcodec.denoise.noise import estimate_noise
 
-    assert model.sigma_used == pytest.approx(estimate_sigma(noisy))
+    assert model.sigma_used == pytest.approx(estimate_noise(noisy).sigma)
     with pytest.raises(ConfigError, match="sigma"):
         model.denoise(noisy, sigma=0, progress=False)
 

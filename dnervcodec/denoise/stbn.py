@@ -45,7 +45,7 @@ from dnervcodec.checkpoint import Checkpointer, frames_digest
 from dnervcodec.denoise.base import check_frames
 from dnervcodec.denoise.flow import FLOW_BACKENDS, WARP_MODES, estimate_flows, warp
 from dnervcodec.denoise.gaussian import COVARIANCE_PARAMS, covariance_from_raw, gaussian_nll, posterior_mean
-from dnervcodec.denoise.noise import estimate_sigma
+from dnervcodec.denoise.noise import estimate_noise
 from dnervcodec.denoise.run import ARRAY, RNG, Session, TrainingRun
 from dnervcodec.device import resolve_device
 from dnervcodec.errors import ConfigError
@@ -195,7 +195,7 @@ class STBN:
     loss: "nll" (default) trains the mean and a 3x3 covariance of the clean pixel by the Gaussian
     negative log-likelihood of the noisy pixel and returns the posterior mean, which puts the observed
     pixel back in at inference (dnervcodec.denoise.gaussian); it needs the noise level: the `sigma` given
-    to `denoise`, else `estimate_sigma(frames)`. "l2" trains the mean alone by blind-spot L2 and returns
+    to `denoise`, else `estimate_noise(frames).sigma`. "l2" trains the mean alone by blind-spot L2 and returns
     it (sigma is then not used).
     iters: training steps of the first pass. A second pass of refine_iters steps (None = iters // 4 with
     refine_flow, else 0) continues training with the flow re-estimated on the first pass's output
@@ -267,7 +267,7 @@ class STBN:
         if self.loss != "nll":
             return None
         if sigma is None:
-            return estimate_sigma(frames)
+            return estimate_noise(frames).sigma
         if not np.isfinite(sigma) or sigma <= 0:
             raise ConfigError(f"noise sigma must be a finite number > 0 on the 0-255 scale, got {sigma}")
         return float(sigma)

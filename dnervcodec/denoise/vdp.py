@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from dnervcodec.checkpoint import Checkpointer, frames_digest
 from dnervcodec.denoise.base import check_frames
-from dnervcodec.denoise.noise import estimate_sigma
+from dnervcodec.denoise.noise import estimate_noise
 from dnervcodec.denoise.run import Session, TrainingRun
 from dnervcodec.device import resolve_device
 from dnervcodec.errors import ConfigError
@@ -233,7 +233,7 @@ class VDP:
         device = resolve_device(self.device)
         t, h, w, _ = frames.shape
         if self.stop_ratio is not None and sigma is None:
-            sigma = estimate_sigma(frames)
+            sigma = estimate_noise(frames).sigma
         torch.manual_seed(self.seed)
         net = VDPNet(t, h, w, self.latent_dim, self.widths, self.hidden, self.dynamics, self.walk)
         net = net.to(device, memory_format=torch.channels_last)  # measured ~20% faster convs on CPU
