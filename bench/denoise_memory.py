@@ -2,12 +2,13 @@
 
     python -m bench.denoise_memory --frames 40 --resolution 144x176 --out docs/data/denoise-stbn-memory.json
 
-Each setting runs in a fresh Python process (peak RSS only ever grows within one): it builds STBN's
-network at its defaults with untrained weights (inference costs the same memory whatever the weights),
-allocates a random clip and its flows of 1x and 4x the frames, then runs the inference on 1x and then
-4x, reading the process's peak RSS (ru_maxrss) after each. Reported is the growth of the peak over the
-RSS before the first inference, so the clip, its flows and torch itself are left out: what remains is
-what the inference holds (the output and, per chunk, the features and states). The control runs the
+Each clip length runs in a fresh Python process (memory a process has freed stays resident, so a second
+run in the same process would look free): it builds STBN's network at its defaults with untrained weights
+(inference costs the same memory whatever the weights) and allocates a random clip and its flows. Then the
+kernel's peak-RSS mark (VmHWM) is reset to the current RSS (/proc/self/clear_refs) and the inference runs;
+reported is how far the peak rose, so the clip, its flows and torch itself are left out: what remains is
+what the inference holds (the output and, per chunk, the features and states). (ru_maxrss would not do:
+after fork and exec it starts from the parent's size.) Linux only. The control runs the
 same clips unchunked (one chunk = the whole clip), which is what growing memory looks like.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +25,8 @@ from typing import Sequence
 from dnervcodec.video import parse_resolution, write_bytes_atomic
 
 
-def probe(lengths: Sequence[int], chunk: int, height: int, width: int, options: dict | None = None) -> list[int]:
-    """In this process: peak-RSS growth (bytes) after whole-clip inference on each clip length, in order."""
+def probe(length: int, chunk: int, height: int, width: int, options: dict | None = None) -> int:
+    """In this process: how far the peak RSS rises (bytes) during whole-clip inference on `length` frames."""
     import torch
 
     from dnervcodec.denoise.stbn import STBN
@@ -37,32 +37,37 @@ def probe(lengths: Sequence[int], chunk: int, height: int, width: int, options: 
     model = STBN(**{**(options or {}), "propagation": "sequence", "chunk": chunk})
     net = model.build()
     gen = torch.Generator().manual_seed(0)
-    clips = [(torch.randint(0, 256, (t, 3, height, width), generator=gen, dtype=torch.uint8),
-              (torch.zeros(t, 2, height, width), torch.zeros(t, 2, height, width))) for t in lengths]
-    before = _rss()
-    growth = []
-    for clip, flows in clips:
-        model._infer(net, clip, flows, 25 / 255, Progress(enabled=False))
-        growth.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
-    return growth
+    clip = torch.randint(0, 256, (length, 3, height, width), generator=gen, dtype=torch.uint8)
+    flows = (torch.zeros(length, 2, height, width), torch.zeros(length, 2, height, width))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # peak RSS := current RSS
+    before = _status("VmRSS")
+    model._infer(net, clip, flows, 25 / 255, Progress(enabled=False))
+    return _status("VmHWM") - before
 
 
-def _rss() -> int:
-    """This process's resident set size now, in bytes."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status(field: str) -> int:
+    """A size from /proc/self/status (VmRSS: resident now, VmHWM: peak since the last reset), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
 
 
 def measure(lengths: Sequence[int], chunk: int, height: int, width: int, options: dict | None = None) -> list[int]:
-    """`probe` in a fresh process (so that its peak RSS is this measurement's alone)."""
+    """`probe` of each length, each in a fresh process: peak-RSS growth in bytes, in the order of `lengths`."""
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         [str(root)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-    spec = json.dumps({"lengths": list(lengths), "chunk": chunk, "height": height, "width": width,
-                       "options": options or {}})
-    done = subprocess.run([sys.executable, "-m", "bench.denoise_memory", "--probe", spec], cwd=root, env=env,
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    growth = []
+    for length in lengths:
+        spec = json.dumps({"length": length, "chunk": chunk, "height": height, "width": width,
+                           "options": options or {}})
+        done = subprocess.run([sys.executable, "-m", "bench.denoise_memory", "--probe", spec], cwd=root, env=env,
+                              capture_output=True, text=True, check=True)
+        growth.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return growth
 
 
 def table(doc: dict) -> str:
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.probe:  # the child process of `measure`
         spec = json.loads(args.probe)
-        print(json.dumps(probe(spec["lengths"], spec["chunk"], spec["height"], spec["width"], spec["options"])))
+        print(json.dumps(probe(spec["length"], spec["chunk"], spec["height"], spec["width"], spec["options"])))
         return 0
     from dnervcodec.denoise.stbn import STBN
 

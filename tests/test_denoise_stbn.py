@@ -262,9 +262,9 @@ def test_whole_sequence_memory_is_bounded_at_4x_frames() -> None:
 
     small = {"width": 16, "blocks": 1}
     one, four = measure([8, 32], 4, 96, 128, small)
-    assert four < 1.5 * one, (one, four)  # measured 49 -> 56 MiB
+    assert four < 1.5 * one, (one, four)  # measured 47-49 -> 52-57 MiB
     one_c, four_c = measure([8, 32], 32, 96, 128, small)
-    assert four_c > 2 * one_c and four_c - one_c > 4 * (four - one), (one_c, four_c)  # measured 65 -> 189 MiB
+    assert four_c > 2 * one_c and four_c - one_c > 4 * (four - one), (one_c, four_c)  # measured 62-68 -> 205-213 MiB
 
 
 def test_burn_in_states_come_from_the_frames_around_the_sub_clip_only() -> None:
