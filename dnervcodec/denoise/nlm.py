@@ -87,6 +87,18 @@ class NLMDenoiser:
                            self.template_window, self.search_window, progress)
 
 
+def tune_strength(noisy: np.ndarray, clean: np.ndarray, strengths: Iterable[float],
+                  **options: int) -> tuple[float, dict[float, float]]:
+    """Benchmarks only: the strength (h per estimated sigma) with the best PSNR on this clip, and PSNR per
+    strength. Tuned on one clip with a clean reference, it is what a user carries over to their own clip,
+    whose sigma is estimated the same way (NLMDenoiser(strength=...))."""
+    sigma = estimate_noise(noisy).sigma
+    scores = {float(k): psnr(nlm_denoise(noisy, max(k * sigma, 1.0), None, **options), clean) for k in strengths}
+    if not scores:
+        raise ConfigError("tune_strength needs at least one strength to try")
+    return max(scores, key=scores.__getitem__), scores
+
+
 def tune_nlm(noisy: np.ndarray, clean: np.ndarray, strengths: Iterable[float],
              **options: int) -> tuple[float, dict[float, float]]:
     """Benchmarks only (needs the clean clip): the h (= hColor) with the best PSNR, and PSNR per h."""
