@@ -61,7 +61,7 @@ from .results import ResultsFile
 
 COLUMNS = ("row", "psnr-rgb", "ms-ssim-rgb", "wall_s", "cpu_s", "threads")
 NOISES = ("awgn", *(f"pg-{name}" for name in POISSON_GAUSSIAN))  # pg-*: Poisson-Gaussian at a named strength
-NLM_TRANSFER_STRENGTHS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # h per estimated sigma, tried on the tuning clip
+NLM_TRANSFER_STRENGTHS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # h per estimated sigma, tried on the tuning clip
 NLM_STRENGTHS_PER_SIGMA = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # h = hColor, as multiples of sigma
 NLM_FIXED = {"temporal_window": 5, "template_window": 7, "search_window": 21}
 
