@@ -307,9 +307,10 @@ def noise_label(meta: dict) -> str:
 
 
 def tune_nlm_transfer(clean: np.ndarray, noise: str, sigma: float, seed: int, out_dir: str | os.PathLike,
-                      clip_meta: dict, strengths: Sequence[float] = NLM_TRANSFER_STRENGTHS) -> dict:
+                      clip_meta: dict, strengths: Sequence[float] | None = None) -> dict:
     """NLM's strength (h per estimated sigma) tuned on another clip with the same kind of noise, as a user
     with one clean reference clip would; cached in out_dir/nlm-transfer.json."""
+    strengths = NLM_TRANSFER_STRENGTHS if strengths is None else strengths
     noisy, _, _ = make_noisy(clean, noise, sigma, seed)
     key = {"clip": clip_meta, "noise": noise, "sigma": sigma if noise == "awgn" else None, "seed": seed,
            "noisy": frames_digest(noisy), "strengths": [float(k) for k in strengths], "nlm": NLM_FIXED}
