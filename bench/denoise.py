@@ -462,7 +462,8 @@ def write_markdown(path: str | os.PathLike, doc: dict, rows: Sequence[str] | Non
     meta = doc.get("meta", {})
     clip = meta.get("clip", {})
     title = (f"# Denoising: {clip.get('clip', 'clip')} {clip.get('resolution', '')}, {clip.get('frames', '?')} frames, "
-             f"{noise_label(meta)} (seed {meta.get('seed')})" + (", sigma estimated by every row" if meta.get("blind") else ""))
+             f"{noise_label(meta)} (seed {meta.get('seed')})"
+             + (", sigma estimated by every row" if meta.get("blind") else ""))
     text = "\n".join([title, "", table(doc, rows), "",
                       "PSNR: RGB, per frame, mean over frames, against the clean clip. wall/CPU: the denoiser "
                       "alone (CPU time counts every thread of the process). load: the machine's load average "

@@ -33,7 +33,8 @@ def measure(frames: int, seed: int = 0) -> list[dict]:
         for noise, sigma in NOISES:
             noisy, target, _ = make_noisy(clean, noise, sigma, seed)
             est = estimate_noise(noisy)
-            rows.append({"clip": f"{clip} {meta['resolution']}", "noise": noise if noise != "awgn" else f"awgn {sigma:g}",
+            label = noise if noise != "awgn" else f"awgn {sigma:g}"
+            rows.append({"clip": f"{clip} {meta['resolution']}", "noise": label,
                          "target_sigma": round(target, 3),
                          "added_rms": round(float(np.sqrt(np.mean((noisy.astype(np.float64) - clean) ** 2))), 3),
                          "estimate_noise": {"sigma": round(est.sigma, 3), "gain": round(est.gain, 3),

@@ -158,9 +158,10 @@ def poisson_table(docs: dict) -> str:
         meta, p = doc.get("meta", {}), _points(doc)
         transfer = meta.get("nlm_transfer") or {}
         strength = f" (k {transfer['strength']:g})" if "strength" in transfer else ""
+        estimated = meta.get("estimate", {}).get("sigma", float("nan"))
         lines.append(
-            f"| {meta.get('noise', {}).get('strength', name)} | {meta.get('sigma', 0):.1f} | "
-            f"{meta.get('estimate', {}).get('sigma', float('nan')):.1f} | {_db(p.get('noisy'))} | {_db(p.get('nlm'))} | "
+            f"| {meta.get('noise', {}).get('strength', name)} | {meta.get('sigma', 0):.1f} | {estimated:.1f} | "
+            f"{_db(p.get('noisy'))} | {_db(p.get('nlm'))} | "
             f"{_db(p.get('nlm-transfer'))}{strength} | {_db(p.get('stbn'))} | {_db(p.get('vdp'))} | "
             f"{_diff(p.get('stbn'), p.get('nlm-transfer'))} | {_diff(p.get('vdp'), p.get('nlm-transfer'))} | "
             f"{_minutes(p.get('stbn'))} / {_minutes(p.get('vdp'))} |")

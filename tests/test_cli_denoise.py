@@ -20,7 +20,8 @@ def noisy_file(tmp_path):
 def test_without_sigma_the_estimate_is_printed_and_used(noisy_file, tmp_path, capsys, monkeypatch) -> None:
     used = []
     real = nlm_module.nlm_denoise
-    monkeypatch.setattr(nlm_module, "nlm_denoise", lambda frames, h, *a, **k: used.append(h) or real(frames, h, *a, **k))
+    monkeypatch.setattr(nlm_module, "nlm_denoise",
+                        lambda frames, h, *a, **k: used.append(h) or real(frames, h, *a, **k))
     assert main(["denoise", str(noisy_file), "--method", "nlm", "--quiet", "-o", str(tmp_path / "a.mkv")]) == 0
     out = capsys.readouterr().out
     est = estimate_noise(read_video(noisy_file).frames)
