@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -202,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     smoke = bool(args.options or args.frames)
     data = Path(args.data) if args.data else (out / args.table if smoke else Path("docs/data"))
-    command = "python -m bench.denoise_tables " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m bench.denoise_tables " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         docs = measure(args.table, out, bench.parse_options(args.options), args.frames, args.device,
                        not args.no_progress)
