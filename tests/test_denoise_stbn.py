@@ -246,7 +246,10 @@ def test_sequence_propagation_end_to_end_and_options() -> None:
     model = STBN(**options, propagation="sequence", chunk=3)
     out = model.denoise(noisy, sigma=30, progress=line)
     assert line.done == line.total == 130 + 2 * 2 * 3  # steps + two passes of 3 chunks, swept twice
-    assert psnr(out, clean) > psnr(noisy, clean) + 1.0
+    assert psnr(out, clean) > psnr(noisy, clean) + 3.0  # measured 19.0 -> 23.8 dB (windows: 25.1 dB)
+    # why burn-in: trained on states that always start from zero, whole-clip inference fails
+    plain = STBN(**options, propagation="sequence", chunk=3, burn_in=0).denoise(noisy, sigma=30, progress=False)
+    assert psnr(plain, clean) < psnr(out, clean) - 3.0  # measured 19.0 dB, below the noisy input
     # chunk is memory only: not part of a run's settings (checkpoints, benchmark caches)
     assert "chunk" not in model.options() and model.options()["propagation"] == "sequence"
     with pytest.raises(ConfigError, match="propagation"):

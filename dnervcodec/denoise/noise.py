@@ -63,7 +63,7 @@ class PoissonGaussian:
 
 
 # Three strengths, named for the bench and the docs. Std at mid-grey (128): weak 12.0, middle 21.2
-# (comparable to AWGN sigma 20-25), strong 30.2; at intensity 32 they are 6.0, 12.6 and 17.0.
+# (comparable to AWGN sigma 20-25), strong 30.2; at intensity 32 they are 6.9, 12.6 and 18.3.
 POISSON_GAUSSIAN = {
     "weak": PoissonGaussian(gain=1.0, read=4.0),
     "middle": PoissonGaussian(gain=3.0, read=8.0),
