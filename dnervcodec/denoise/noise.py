@@ -152,8 +152,8 @@ def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float
         if a >= 0 and b >= 0:
             return float(a), float(b)
     # on the boundary: the better of "no shot noise" and "no read noise"
-    flat = (0.0, sy / sw)
-    slope = (sxy / sxx if sxx > 0 else 0.0, 0.0)
+    flat = (0.0, float(sy / sw))
+    slope = (float(sxy / sxx) if sxx > 0 else 0.0, 0.0)
     cost = [float((w * (y - a * x - b) ** 2).sum()) for a, b in (flat, slope)]
     return flat if cost[0] <= cost[1] else slope
 
