@@ -160,6 +160,9 @@ class VDP:
     iters: total optimizer steps; the first predict_fraction of them train future-frame prediction, the
     rest the denoising objective. Each step decodes `batch` frames. pyramid_levels=1 is the plain
     single-scale loss (the paper's ablation).
+    dynamics: "free" (the default, which is not the paper's method: a free latent per frame, the predictor
+    only a loss term tying them) or "rollout" (the paper's: only z_0 is free, z_1.. are the predictor's
+    rollout). The default changes to rollout only once it measures no worse (docs/denoise.md).
     """
 
     iters: int = 3000
