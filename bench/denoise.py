@@ -5,6 +5,8 @@ defaults and its ablations, and other learned denoisers (VDP) when they are avai
     python -m bench.denoise --clip bikes --resolution 136x320 --frames 40 --sigma 30 --seed 0 --out runs/denoise-bikes
     python -m bench.denoise ... --rows noisy nlm stbn                   # a subset of the rows
     python -m bench.denoise ... --options stbn='{"iters": 200}'        # options for every stbn row
+    python -m bench.denoise --clip carphone --frames 40 --noise pg-middle --blind --rows noisy nlm-transfer stbn vdp \
+        --nlm-tune-clip bikes --nlm-tune-resolution 136x320 --out runs/denoise-carphone-pg-middle
 
 Rows (`--rows`, default all of these): `noisy`; `nlm` (OpenCV's multi-frame non-local means,
 temporal window 5, h = hColor tuned over `--nlm-strengths` against the clean clip, an advantage no other
@@ -13,9 +15,17 @@ row gets; its time is that of one strength); `stbn` at its defaults, given the t
 the noisy frames: same passes and steps, only the flow differs), `stbn-no-rfe` (plain residual blocks at
 full resolution instead of the receptive-field expansion) and the other loss (`stbn-l2` or `stbn-nll`);
 `stbn-sigma-est` (sigma not given: estimated); `stbn-seed1` (training seed 1 instead of --seed: how
-much two runs of the same settings differ, the yardstick for the ablations); `vdp` and `vdp-single-scale` (`pyramid_levels=1`). A row
+much two runs of the same settings differ, the yardstick for the ablations); `vdp` and `vdp-single-scale`
+(`pyramid_levels=1`). Not in the default list: `stbn-window` / `stbn-sequence` (windowed against whole-clip
+propagation at inference), `stbn-sequence-no-burn-in`, `vdp-free` / `vdp-rollout` (VDP's two latent
+dynamics) and `nlm-transfer` (h = strength x estimated sigma, the strength tuned on another clip given by
+`--nlm-tune-clip` with the same noise, as a user without a clean reference would have to). A row
 whose denoiser cannot be built (ConfigError, e.g. VDP not in this version) is reported as not available,
 never filled in, and tried again on the next run. Any other registered denoiser name is a row too.
+
+Noise (`--noise`): AWGN of `--sigma`, or Poisson-Gaussian at a named strength (pg-weak, pg-middle,
+pg-strong; dnervcodec.denoise.noise), whose rows are given its effective sigma on the clean clip.
+`--blind`: no row is given sigma; each estimates it (estimate_noise), and the estimate is in the meta.
 
 Each row: PSNR (RGB, mean over frames) and MS-SSIM against the clean clip, wall and CPU seconds of the
 denoiser alone, torch/OpenCV thread count (`--threads`, default 1) and the load average. Rows are saved to
@@ -41,7 +51,8 @@ import numpy as np
 
 from dnervcodec.checkpoint import frames_digest
 from dnervcodec.denoise.base import denoiser_names, get_denoiser
-from dnervcodec.denoise.noise import add_awgn
+from dnervcodec.denoise.nlm import tune_strength
+from dnervcodec.denoise.noise import POISSON_GAUSSIAN, add_awgn, estimate_noise, poisson_gaussian
 from dnervcodec.errors import ConfigError, DnervError
 from dnervcodec.metrics import ms_ssim, psnr
 from dnervcodec.video import parse_resolution, read_video, resolve_input, write_bytes_atomic
@@ -49,6 +60,8 @@ from dnervcodec.video import parse_resolution, read_video, resolve_input, write_
 from .results import ResultsFile
 
 COLUMNS = ("row", "psnr-rgb", "ms-ssim-rgb", "wall_s", "cpu_s", "threads")
+NOISES = ("awgn", *(f"pg-{name}" for name in POISSON_GAUSSIAN))  # pg-*: Poisson-Gaussian at a named strength
+NLM_TRANSFER_STRENGTHS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # h per estimated sigma, tried on the tuning clip
 NLM_STRENGTHS_PER_SIGMA = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # h = hColor, as multiples of sigma
 NLM_FIXED = {"temporal_window": 5, "template_window": 7, "search_window": 21}
 
@@ -82,8 +95,19 @@ ROWS = {
     "stbn-nll": Row("stbn-nll", "stbn", {"loss": "nll"}, note="Gaussian NLL loss, posterior mean"),
     "stbn-sigma-est": Row("stbn-sigma-est", "stbn", sigma_given=False, note="sigma estimated, not given"),
     "stbn-seed1": Row("stbn-seed1", "stbn", {"seed": 1}, note="defaults, training seed 1: the run-to-run spread"),
+    "stbn-window": Row("stbn-window", "stbn", {"propagation": "window"},
+                       note="windowed inference: every clip_len-frame window, the centred one kept"),
+    "stbn-sequence": Row("stbn-sequence", "stbn", {"propagation": "sequence"},
+                         note="whole-clip propagation, both directions, chunked; burn-in training"),
+    "stbn-sequence-no-burn-in": Row("stbn-sequence-no-burn-in", "stbn", {"propagation": "sequence", "burn_in": 0},
+                                    note="whole-clip propagation, trained on windows alone"),
     "vdp": Row("vdp", "vdp", note="defaults"),
     "vdp-single-scale": Row("vdp-single-scale", "vdp", {"pyramid_levels": 1}, note="no spatial pyramid"),
+    "vdp-free": Row("vdp-free", "vdp", {"dynamics": "free"}, note="a free latent per frame, predictor as a loss term"),
+    "vdp-rollout": Row("vdp-rollout", "vdp", {"dynamics": "rollout"},
+                       note="the paper's: only z_0 free, z_1.. rolled out by the predictor"),
+    "nlm-transfer": Row("nlm-transfer", "nlm", sigma_given=False,
+                        note="h = strength x estimated sigma, the strength tuned on another clip"),
 }
 
 
@@ -106,6 +130,18 @@ def get_row(name: str) -> Row:
         return Row(name, name)
     raise ConfigError(f"unknown row {name!r}; choose from {sorted(ROWS)}, nlm-h<H> or a denoiser in "
                       f"{denoiser_names()}")
+
+
+def resolve_row(row: Row, blind: bool = False, nlm_transfer: dict | None = None) -> Row:
+    """The row as this run measures it: blind (sigma estimated by every denoiser) and, for `nlm-transfer`,
+    with the strength tuned on the other clip (`nlm_transfer["strength"]`)."""
+    if blind and row.sigma_given:
+        row = dataclasses.replace(row, sigma_given=False)
+    if row.name == "nlm-transfer":
+        if not nlm_transfer:
+            raise ConfigError("row nlm-transfer needs an NLM strength tuned on another clip: give --nlm-tune-clip")
+        row = dataclasses.replace(row, options={**row.options, "strength": nlm_transfer["strength"]})
+    return row
 
 
 def nlm_strengths(sigma: float) -> list[float]:
@@ -227,7 +263,7 @@ def denoised(name: str, noisy: np.ndarray, sigma: float, seed: int, out_dir: str
             raise ConfigError("the tuned nlm row needs the clean clip; ask for one strength instead, e.g. nlm-h18")
         best, _ = _tune_nlm(noisy, clean, sigma, seed, out_dir, strengths or nlm_strengths(sigma), device, progress)
         return best[0], best[1]["seconds"]
-    frames, stats = run_denoiser(get_row(name), noisy, sigma, seed, out_dir, options, device, progress)
+    frames, stats = run_denoiser(resolve_row(get_row(name)), noisy, sigma, seed, out_dir, options, device, progress)
     return frames, float(stats["seconds"])
 
 
@@ -243,6 +279,56 @@ def _tune_nlm(noisy, clean, sigma, seed, out_dir, strengths, device, progress):
     return results[best_h], {"best_h": best_h, "scores": scores, "tuning_s": sum(r[1]["seconds"] for r in results.values())}
 
 
+def make_noisy(clean: np.ndarray, noise: str, sigma: float, seed: int) -> tuple[np.ndarray, float, dict | None]:
+    """(noisy clip, the sigma rows are given, the noise's description for the results' meta).
+
+    "awgn": white Gaussian noise of std `sigma` (meta None: the files keep their AWGN form). "pg-<strength>":
+    Poisson-Gaussian noise of that strength; rows that are given a sigma get its effective sigma on the clean
+    clip (sqrt of the mean variance), `sigma` is not used.
+    """
+    if noise == "awgn":
+        return add_awgn(clean, sigma, seed=seed), sigma, None
+    if not noise.startswith("pg-"):
+        raise ConfigError(f"unknown noise {noise!r}; choose one of {list(NOISES)}")
+    model = poisson_gaussian(noise[3:])
+    effective = round(model.effective_sigma(clean), 4)
+    meta = {"kind": "poisson-gaussian", "strength": noise[3:], "gain": model.gain, "read": model.read,
+            "effective_sigma": effective}
+    return model.apply(clean, seed=seed), effective, meta
+
+
+def noise_label(meta: dict) -> str:
+    """The noise of a results file in words, for titles."""
+    noise = meta.get("noise", "awgn")
+    if noise == "awgn":
+        return f"AWGN sigma {meta.get('sigma', 0):g}"
+    return (f"Poisson-Gaussian {noise['strength']} (gain {noise['gain']:g}, read noise {noise['read']:g}; "
+            f"effective sigma {noise['effective_sigma']:.1f})")
+
+
+def tune_nlm_transfer(clean: np.ndarray, noise: str, sigma: float, seed: int, out_dir: str | os.PathLike,
+                      clip_meta: dict, strengths: Sequence[float] | None = None) -> dict:
+    """NLM's strength (h per estimated sigma) tuned on another clip with the same kind of noise, as a user
+    with one clean reference clip would; cached in out_dir/nlm-transfer.json."""
+    strengths = NLM_TRANSFER_STRENGTHS if strengths is None else strengths
+    noisy, _, _ = make_noisy(clean, noise, sigma, seed)
+    key = {"clip": clip_meta, "noise": noise, "sigma": sigma if noise == "awgn" else None, "seed": seed,
+           "noisy": frames_digest(noisy), "strengths": [float(k) for k in strengths], "nlm": NLM_FIXED}
+    path = Path(out_dir) / "nlm-transfer.json"
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["result"]
+    except (OSError, ValueError):
+        pass
+    best, scores = tune_strength(noisy, clean, strengths, **NLM_FIXED)
+    result = {"clip": clip_meta, "strength": best, "sigma_estimated": round(estimate_noise(noisy).sigma, 4),
+              "psnr_by_strength": {f"{k:g}": round(v, 4) for k, v in scores.items()}}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, (json.dumps({"key": key, "result": result}, indent=1) + "\n").encode())
+    return result
+
+
 def _set_threads(threads: int) -> tuple[int, int]:
     import cv2
     import torch
@@ -256,8 +342,14 @@ def _set_threads(threads: int) -> tuple[int, int]:
 def run_benchmark(clean: np.ndarray, noisy: np.ndarray, sigma: float, seed: int, out_dir: str | os.PathLike,
                   rows: Sequence[str] | None = None, options: dict | None = None, device: str = "auto",
                   threads: int = 1, strengths: Sequence[float] | None = None, clip_meta: dict | None = None,
-                  progress: bool = True) -> dict:
-    """Measure every row not yet in out_dir/results.json, then write results.md. Returns the results doc."""
+                  progress: bool = True, noise: dict | None = None, blind: bool = False,
+                  nlm_transfer: dict | None = None) -> dict:
+    """Measure every row not yet in out_dir/results.json, then write results.md. Returns the results doc.
+
+    `sigma` is the level rows are given (AWGN's sigma; for other noise its effective sigma on the clean
+    clip), `noise` describes the noise when it is not AWGN; `blind` makes every row estimate sigma;
+    `nlm_transfer` is the NLM strength tuned on another clip (`tune_nlm_transfer`), for row nlm-transfer.
+    """
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -265,10 +357,15 @@ def run_benchmark(clean: np.ndarray, noisy: np.ndarray, sigma: float, seed: int,
     rows = list(rows or default_rows())
     if len(set(rows)) != len(rows):
         raise ConfigError(f"row listed twice: {rows}")
-    specs = [get_row(r) for r in rows]
+    specs = [resolve_row(get_row(r), blind, nlm_transfer) for r in rows]
     strengths = [float(h) for h in (strengths or nlm_strengths(sigma))]
-    meta = {"clip": {**(clip_meta or {}), "shape": list(clean.shape)}, "noise": "awgn", "sigma": sigma,
+    meta = {"clip": {**(clip_meta or {}), "shape": list(clean.shape)}, "noise": noise or "awgn", "sigma": sigma,
             "seed": seed, "noisy": frames_digest(noisy), "nlm": {**NLM_FIXED, "strengths": strengths}}
+    if blind:
+        meta["blind"] = True
+        meta["estimate"] = dataclasses.asdict(estimate_noise(noisy))
+    if nlm_transfer:
+        meta["nlm_transfer"] = nlm_transfer
     results = ResultsFile(out / "results.json", "denoise", "row", "Denoisers on one noisy clip (bench/denoise.py)",
                           meta, COLUMNS)
     before = _set_threads(threads)
@@ -350,6 +447,8 @@ def table(doc: dict, rows: Sequence[str] | None = None) -> str:
         load = p.get("load") or []
         load_s = "/".join(f"{v:.1f}" for v in load[:2])
         settings = p.get("note") or ""
+        if p.get("options", {}).get("strength") is not None and p.get("method") == "nlm":
+            settings += f" ({p['options']['strength']:g})"
         if p.get("best_h") is not None:
             scores = ", ".join(f"{h}: {v:.2f}" for h, v in (p.get("psnr_by_h") or {}).items())
             settings = f"best h {p['best_h']:g} of {{{scores}}}; tuning took {p.get('tuning_s', 0):.0f} s"
@@ -363,7 +462,8 @@ def write_markdown(path: str | os.PathLike, doc: dict, rows: Sequence[str] | Non
     meta = doc.get("meta", {})
     clip = meta.get("clip", {})
     title = (f"# Denoising: {clip.get('clip', 'clip')} {clip.get('resolution', '')}, {clip.get('frames', '?')} frames, "
-             f"AWGN sigma {meta.get('sigma', 0):g} (seed {meta.get('seed')})")
+             f"{noise_label(meta)} (seed {meta.get('seed')})"
+             + (", sigma estimated by every row" if meta.get("blind") else ""))
     text = "\n".join([title, "", table(doc, rows), "",
                       "PSNR: RGB, per frame, mean over frames, against the clean clip. wall/CPU: the denoiser "
                       "alone (CPU time counts every thread of the process). load: the machine's load average "
@@ -395,6 +495,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     ap.add_argument("--frames", type=int, help="number of frames (default: all)")
     ap.add_argument("--sigma", type=float, default=30.0, help="AWGN std on 0-255 (default 30)")
+    ap.add_argument("--noise", choices=NOISES, default="awgn",
+                    help="awgn (with --sigma) or Poisson-Gaussian at a named strength (default awgn)")
+    ap.add_argument("--blind", action="store_true", help="every row estimates sigma (none is given it)")
+    ap.add_argument("--nlm-tune-clip", help="clip on which row nlm-transfer's strength is tuned (same noise)")
+    ap.add_argument("--nlm-tune-resolution", help="HEIGHTxWIDTH of the tuning clip")
+    ap.add_argument("--nlm-tune-start", type=int, default=0, help="first frame of the tuning clip (default 0)")
+    ap.add_argument("--nlm-tune-frames", type=int, help="frames of the tuning clip (default: --frames)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise and of the learned denoisers")
     ap.add_argument("--rows", nargs="+", help=f"rows to measure (default: {' '.join(default_rows())})")
     ap.add_argument("--options", action="append", default=[], metavar="METHOD=JSON",
@@ -408,22 +515,34 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def load_clip(clip: str, resolution: str | None, start: int, frames: int | None) -> tuple[np.ndarray, dict]:
+    """(clean frames, their description for the results' meta) of a sample name or video path."""
+    res = parse_resolution(resolution) if resolution else None
+    clean = read_video(resolve_input(clip), resolution=res, start=start, num_frames=frames).frames
+    t, h, w = clean.shape[:3]
+    return clean, {"clip": str(clip), "resolution": f"{h}x{w}", "start": start, "frames": t}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         if args.threads < 1:
             raise ConfigError("--threads must be >= 1")
         options = parse_options(args.options)
-        res = parse_resolution(args.resolution) if args.resolution else None
-        video = read_video(resolve_input(args.clip), resolution=res, start=args.start, num_frames=args.frames)
-        clean = video.frames
-        noisy = add_awgn(clean, args.sigma, seed=args.seed)
+        clean, clip_meta = load_clip(args.clip, args.resolution, args.start, args.frames)
+        noisy, sigma, noise = make_noisy(clean, args.noise, args.sigma, args.seed)
+        transfer = None
+        if args.nlm_tune_clip:
+            tune, tune_meta = load_clip(args.nlm_tune_clip, args.nlm_tune_resolution, args.nlm_tune_start,
+                                        args.nlm_tune_frames or args.frames)
+            transfer = tune_nlm_transfer(tune, args.noise, args.sigma, args.seed, args.out, tune_meta)
         t, h, w = clean.shape[:3]
-        clip_meta = {"clip": str(args.clip), "resolution": f"{h}x{w}", "start": args.start, "frames": t}
-        print(f"clip {args.clip}: {t} frames of {h}x{w}, AWGN sigma {args.sigma:g} (seed {args.seed}); "
+        label = noise_label({"noise": noise or "awgn", "sigma": sigma})
+        print(f"clip {args.clip}: {t} frames of {h}x{w}, {label} (seed {args.seed}); "
               f"{args.threads} thread(s), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
-        run_benchmark(clean, noisy, args.sigma, args.seed, args.out, args.rows, options, args.device, args.threads,
-                      args.nlm_strengths, clip_meta, progress=not args.no_progress)
+        run_benchmark(clean, noisy, sigma, args.seed, args.out, args.rows, options, args.device, args.threads,
+                      args.nlm_strengths, clip_meta, progress=not args.no_progress, noise=noise, blind=args.blind,
+                      nlm_transfer=transfer)
     except DnervError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

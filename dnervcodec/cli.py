@@ -607,6 +607,16 @@ def _start_run(args: argparse.Namespace, run_dir: Path) -> None:
         discard_checkpoints(run_dir)
 
 
+def _estimated_sigma(frames, method: str) -> float:
+    """The default path of `dnerv denoise`: the noise level estimated from the clip, said before the long run."""
+    from .denoise.noise import estimate_noise
+
+    est = estimate_noise(frames)
+    use = "vdp fits without it" if method == "vdp" else "--sigma overrides it"
+    print(f"noise level estimated from the clip: {est.describe()}; {use}", flush=True)
+    return est.sigma
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
     import time
 
@@ -621,7 +631,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         video = _read(args)
         _start_run(args, run_dir)
         denoiser = denoiser_for(args.method, args.seed, args.device, args.iters)
-        clean = denoiser.denoise(video.frames, args.sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
+        sigma = args.sigma if args.sigma is not None else _estimated_sigma(video.frames, args.method)
+        clean = denoiser.denoise(video.frames, sigma, not args.quiet, run_dir=run_dir, resume=args.resume)
         path = write_video(args.output, clean, video.rate, args.overwrite)
     print(f"{path}: {plural(clean.shape[0], 'frame')} {clean.shape[1]}x{clean.shape[2]} denoised by {args.method} "
           f"in {duration(time.perf_counter() - t0)}")

@@ -142,3 +142,40 @@ def test_command_line(tmp_path, capsys) -> None:
     assert "| stbn |" in text and (out / "results.json").exists() and (out / "stbn.npy").exists()
     assert bench.main(argv[:-3] + ["--options", "stbn=3", "--out", str(out)]) == 2
     assert "--options" in capsys.readouterr().err
+
+
+def test_poisson_gaussian_blind_rows_and_nlm_tuned_on_another_clip(tmp_path, capsys) -> None:
+    """--noise pg-*, --blind and nlm-transfer end to end: sigma is estimated by every row, NLM's strength
+    comes from another clip, and the meta says so."""
+    from dnervcodec.denoise.nlm import NLMDenoiser
+    from dnervcodec.denoise.noise import estimate_noise, poisson_gaussian
+
+    clip = write_video(tmp_path / "clip.mkv", moving_shapes(5, 24, 32), 25.0)
+    other = write_video(tmp_path / "other.mkv", moving_shapes(5, 24, 32, seed=7), 25.0)
+    out = tmp_path / "out"
+    argv = ["--clip", str(clip), "--noise", "pg-middle", "--blind", "--rows", "noisy", "nlm-transfer", "stbn",
+            "--nlm-tune-clip", str(other), "--options", 'stbn={"width": 8, "blocks": 1, "iters": 3, "crop": 16, '
+            '"clip_len": 3}', "--out", str(out), "--no-progress"]
+    assert bench.main(argv) == 0
+    assert "Poisson-Gaussian middle" in capsys.readouterr().out
+    doc = json.loads((out / "results.json").read_text())
+    meta, points = doc["meta"], {p["row"]: p for p in to_points(doc)}
+    model = poisson_gaussian("middle")
+    clean = moving_shapes(5, 24, 32)
+    noisy = model.apply(clean, seed=0)
+    assert meta["noise"]["kind"] == "poisson-gaussian" and meta["blind"] is True
+    assert meta["sigma"] == pytest.approx(model.effective_sigma(clean), abs=1e-3)
+    assert meta["estimate"]["sigma"] == pytest.approx(estimate_noise(noisy).sigma)
+    transfer = meta["nlm_transfer"]
+    assert set(transfer["psnr_by_strength"]) == {f"{k:g}" for k in bench.NLM_TRANSFER_STRENGTHS}
+    assert transfer["strength"] == max(bench.NLM_TRANSFER_STRENGTHS,
+                                       key=lambda k: transfer["psnr_by_strength"][f"{k:g}"])
+    assert points["nlm-transfer"]["options"]["strength"] == transfer["strength"]
+    expected = NLMDenoiser(strength=transfer["strength"], **bench.NLM_FIXED).denoise(noisy, None, progress=False)
+    assert points["nlm-transfer"]["psnr-rgb"] == pytest.approx(psnr(expected, clean))
+    assert points["stbn"]["sigma_given"] is None
+    assert points["stbn"]["sigma_used"] == pytest.approx(meta["estimate"]["sigma"])
+    assert "sigma estimated by every row" in (out / "results.md").read_text()
+    # without a tuning clip the transfer row cannot be built: one line, exit 2
+    assert bench.main(argv[:8] + ["--out", str(tmp_path / "o2"), "--no-progress"]) == 2
+    assert "--nlm-tune-clip" in capsys.readouterr().err

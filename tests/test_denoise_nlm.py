@@ -27,12 +27,22 @@ def test_nlm_improves_psnr_and_tune_picks_a_strength() -> None:
     assert nlm_denoise(noisy[:2], h=10).shape == noisy[:2].shape
 
 
+def test_strength_per_sigma_sets_h_from_the_given_or_estimated_sigma() -> None:
+    """A strength tuned on one clip is h / sigma, so it carries over to another clip's noise level."""
+    noisy = add_awgn(moving_shapes(3, 24, 32), 20, seed=2)
+    out = NLMDenoiser(strength=0.8).denoise(noisy, sigma=25, progress=False)
+    assert np.array_equal(out, nlm_denoise(noisy, h=20.0))
+    assert not np.array_equal(out, NLMDenoiser().denoise(noisy, sigma=25, progress=False))
+
+
 def test_registry_names_and_errors() -> None:
     assert {"stbn", "nlm", "vdp"} <= set(denoiser_names())
     with pytest.raises(ConfigError, match="stbn"):
         get_denoiser("bm3d")
     with pytest.raises(ConfigError, match="bad option"):
-        get_denoiser("nlm", strength=3)
+        get_denoiser("nlm", strenght=3)
+    with pytest.raises(ConfigError, match="strength"):
+        get_denoiser("nlm", strength=0)
     with pytest.raises(ConfigError):
         nlm_denoise(moving_shapes(2, 8, 8), h=0)
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dnervcodec.denoise.base import check_frames
-from dnervcodec.denoise.noise import estimate_sigma
+from dnervcodec.denoise.noise import estimate_noise
 from dnervcodec.errors import ConfigError
 from dnervcodec.metrics import psnr
 from dnervcodec.progress import Progress, progress_stage
@@ -60,14 +60,20 @@ def _nlm_frame(bgr: list[np.ndarray], t: int, temporal_window: int, h: float, h_
 
 @dataclass
 class NLMDenoiser:
-    """Denoiser protocol wrapper; h=None derives the strength from sigma (given or estimated)."""
+    """Denoiser protocol wrapper; h=None derives the strength from sigma (given or estimated) as
+    h = strength * sigma, so a strength tuned on one clip carries over to another clip's noise level."""
 
     h: float | None = None
+    strength: float = DEFAULT_STRENGTH_PER_SIGMA
     h_color: float | None = None
     temporal_window: int = 5
     template_window: int = 7
     search_window: int = 21
     name: str = "nlm"
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.strength) or self.strength <= 0:
+            raise ConfigError(f"NLM strength (h per sigma) must be > 0, got {self.strength}")
 
     def denoise(self, frames: np.ndarray, sigma: float | None = None, progress: bool | Progress = True,
                 run_dir: str | os.PathLike | None = None, resume: bool = False) -> np.ndarray:
@@ -75,10 +81,22 @@ class NLMDenoiser:
         check_frames(frames)
         h = self.h
         if h is None:
-            sigma = estimate_sigma(frames) if sigma is None else sigma
-            h = max(DEFAULT_STRENGTH_PER_SIGMA * float(sigma), 1.0)
+            sigma = estimate_noise(frames).sigma if sigma is None else sigma
+            h = max(self.strength * float(sigma), 1.0)
         return nlm_denoise(frames, h, self.h_color if self.h_color is not None else h, self.temporal_window,
                            self.template_window, self.search_window, progress)
+
+
+def tune_strength(noisy: np.ndarray, clean: np.ndarray, strengths: Iterable[float],
+                  **options: int) -> tuple[float, dict[float, float]]:
+    """Benchmarks only: the strength (h per estimated sigma) with the best PSNR on this clip, and PSNR per
+    strength. Tuned on one clip with a clean reference, it is what a user carries over to their own clip,
+    whose sigma is estimated the same way (NLMDenoiser(strength=...))."""
+    sigma = estimate_noise(noisy).sigma
+    scores = {float(k): psnr(nlm_denoise(noisy, max(k * sigma, 1.0), None, **options), clean) for k in strengths}
+    if not scores:
+        raise ConfigError("tune_strength needs at least one strength to try")
+    return max(scores, key=scores.__getitem__), scores
 
 
 def tune_nlm(noisy: np.ndarray, clean: np.ndarray, strengths: Iterable[float],

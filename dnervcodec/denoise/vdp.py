@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from dnervcodec.checkpoint import Checkpointer, frames_digest
 from dnervcodec.denoise.base import check_frames
-from dnervcodec.denoise.noise import estimate_sigma
+from dnervcodec.denoise.noise import estimate_noise
 from dnervcodec.denoise.run import Session, TrainingRun
 from dnervcodec.device import resolve_device
 from dnervcodec.errors import ConfigError
@@ -160,6 +160,9 @@ class VDP:
     iters: total optimizer steps; the first predict_fraction of them train future-frame prediction, the
     rest the denoising objective. Each step decodes `batch` frames. pyramid_levels=1 is the plain
     single-scale loss (the paper's ablation).
+    dynamics: "free" (the default, which is not the paper's method: a free latent per frame, the predictor
+    only a loss term tying them) or "rollout" (the paper's: only z_0 is free, z_1.. are the predictor's
+    rollout). The default changes to rollout only once it measures no worse (docs/denoise.md).
     """
 
     iters: int = 3000
@@ -233,7 +236,7 @@ class VDP:
         device = resolve_device(self.device)
         t, h, w, _ = frames.shape
         if self.stop_ratio is not None and sigma is None:
-            sigma = estimate_sigma(frames)
+            sigma = estimate_noise(frames).sigma
         torch.manual_seed(self.seed)
         net = VDPNet(t, h, w, self.latent_dim, self.widths, self.hidden, self.dynamics, self.walk)
         net = net.to(device, memory_format=torch.channels_last)  # measured ~20% faster convs on CPU
