@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DnervError
-from .options import (DEFAULT_PRESET, PRESETS, DefaultsFormatter, OneLineParser, budget_arg, device_arg,
-                      diff_stride_arg, duration_arg, float_arg, float_range, int_arg, int_range, ray_arg,
+from .options import (DEFAULT_LR, DEFAULT_PRESET, PRESETS, DefaultsFormatter, OneLineParser, budget_arg,
+                      device_arg, diff_stride_arg, duration_arg, float_arg, float_range, int_arg, int_range, ray_arg,
                       resolution_arg)
 from .wording import duration, plural
 
@@ -81,7 +81,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                              "a timing probe of the model picks the epochs that end it within T, re-planned at "
                              "every epoch as the machine's speed changes, so the result is not reproducible "
                              "(default: none)")
-    p.add_argument("--lr", type=float_arg(0, lo_open=True), default=1e-3, help="peak learning rate, > 0")
+    p.add_argument("--lr", type=float_arg(0, lo_open=True), default=DEFAULT_LR, help="peak learning rate, > 0")
     p.add_argument("--batch-size", type=int_arg(1), default=1, metavar="N", help="frames per optimizer step, >= 1")
     p.add_argument("--loss", choices=["l2", "l1ssim"], default="l2",
                    help="l2 (MSE) or l1ssim (0.7 L1 + 0.3 (1 - SSIM), as NeRV)")

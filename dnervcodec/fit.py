@@ -25,6 +25,7 @@ from .device import resolve_device
 from .errors import ConfigError, FitInterrupted
 from .metrics import gaussian_window, psnr_from_mse, ssim_parts
 from .models.dnerv import DNeRV, ModelConfig, frame_differences
+from .options import DEFAULT_LR
 from .progress import Progress, progress_stage
 from .timeplan import PROBE_STEPS, PROBE_WARM_STEPS, Pace, TimeBudget
 
@@ -32,7 +33,7 @@ from .timeplan import PROBE_STEPS, PROBE_WARM_STEPS, Pace, TimeBudget
 @dataclass(frozen=True)
 class FitConfig:
     epochs: int = 300  # with a time budget, the first plan: re-planned as the run goes
-    lr: float = 1e-3  # HNeRV's; the DNeRV paper uses 5e-4 with betas (0.5, 0.999)
+    lr: float = DEFAULT_LR  # HNeRV uses 1e-3, the DNeRV paper 5e-4 with betas (0.5, 0.999); docs/rd.md
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: float = 0.2  # fraction of the steps spent warming up linearly
     batch_size: int = 1

@@ -166,7 +166,10 @@ resolution_arg = _from_config_error(parse_resolution, "resolution")
 duration_arg = _from_config_error(parse_duration, "duration")
 
 # --preset: named epoch counts, like x264's presets a speed that scales with the clip (not a wall time).
-PRESETS = {"fast": 20, "medium": 50, "slow": 150, "paper": 300}
+# Epochs by name. medium is the default: with the width-16 encoders (models.dnerv.ARCHITECTURES) 120 epochs
+# take about the CPU time 50 took with the paper's encoders (docs/rd.md, "Fit ablation").
+PRESETS = {"fast": 40, "medium": 120, "slow": 240, "paper": 300}
+DEFAULT_LR = 3e-3  # peak learning rate: 3e-3 beat 1e-3 by 0.67 dB and 2e-3 by 0.22 dB at 80 epochs (docs/rd.md)
 DEFAULT_PRESET = "medium"
 
 

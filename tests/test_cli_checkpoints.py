@@ -80,7 +80,7 @@ def test_a_mismatch_names_the_options_that_differ(clip_file, tmp_path, capsys):
     assert code == 2
     err = err.splitlines()[-1]  # after the sizing line that every fit prints
     assert err.startswith("dnerv fit: error: ")
-    assert "other settings (checkpoint -> now): epochs 1 -> 2, lr 0.001 -> 0.002;" in err, err
+    assert "other settings (checkpoint -> now): epochs 1 -> 2, lr 0.003 -> 0.002;" in err, err
     assert "--restart to discard it" in err
     code, out, err = run(["fit", str(clip_file), "-o", folder, "--epochs", "1", "--start", "1", "--resume", "-y", *FIT],
                          capsys)

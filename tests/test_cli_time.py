@@ -71,8 +71,8 @@ def test_time_notes() -> None:
     assert cli._time_note(args, epochs, 130.0, 5000.0).startswith("this encode will take about 83.3 min (30 fit + 8 ")
 
 
-@pytest.mark.parametrize("extra,epochs", [([], 50), (["--preset", "fast"], 20), (["--preset", "paper"], 300),
-                                          (["--epochs", "7"], 7), (["--time", "5m"], 50)])
+@pytest.mark.parametrize("extra,epochs", [([], 120), (["--preset", "fast"], 40), (["--preset", "paper"], 300),
+                                          (["--epochs", "7"], 7), (["--time", "5m"], 120)])
 def test_presets_name_epoch_counts(extra, epochs) -> None:
     args = build_parser().parse_args(["encode", "x.mkv", "-o", "x.dnerv", *extra])
     assert cli._epochs(args) == epochs

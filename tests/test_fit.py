@@ -46,7 +46,7 @@ def test_resume_refuses_other_settings(clip, tmp_path):
     model_cfg = small_model(clip)
     with pytest.raises(FitInterrupted):
         fit(clip, model_cfg, CFG, "cpu", run_dir=tmp_path, progress=False, stop_after_steps=2)
-    with pytest.raises(CheckpointError, match="other settings .*: epochs 20 -> 7, lr 0.005 -> 0.001, batch_size 2 -> 1"):
+    with pytest.raises(CheckpointError, match="other settings .*: epochs 20 -> 7, lr 0.005 -> 0.003, batch_size 2 -> 1"):
         fit(clip, model_cfg, FitConfig(epochs=7), "cpu", run_dir=tmp_path, resume=True, progress=False)
     with pytest.raises(CheckpointError, match="the input frames"):
         fit(clip[::-1].copy(), model_cfg, CFG, "cpu", run_dir=tmp_path, resume=True, progress=False)
