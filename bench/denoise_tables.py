@@ -112,28 +112,26 @@ def _mean_spread(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {spread:.2f} (n={len(values)})"
 
 
-def rollout_table(docs: dict) -> str:
-    lines = ["| clip | noisy | free (PSNR / MS-SSIM / CPU min) | rollout (PSNR / MS-SSIM / CPU min) | rollout - free |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+def _pair_table(docs: dict, rows: tuple[str, str], labels: tuple[str, str], diff: str) -> str:
+    """One line per clip: the noisy input, two denoiser rows side by side (PSNR / MS-SSIM / CPU min), and the
+    second's PSNR minus the first's."""
+    lines = [f"| clip | noisy | {labels[0]} (PSNR / MS-SSIM / CPU min) | {labels[1]} (PSNR / MS-SSIM / CPU min) | "
+             f"{diff} |", "| --- | ---: | ---: | ---: | ---: |"]
     for name, doc in docs.items():
         p = _points(doc)
         cells = [f"{_db(p.get(r))} / {p[r]['ms-ssim-rgb']:.4f} / {_minutes(p[r])}" if r in p else "not yet measured"
-                 for r in ("vdp-free", "vdp-rollout")]
+                 for r in rows]
         lines.append(f"| {name} | {_db(p.get('noisy'))} | {cells[0]} | {cells[1]} | "
-                     f"{_diff(p.get('vdp-rollout'), p.get('vdp-free'))} |")
+                     f"{_diff(p.get(rows[1]), p.get(rows[0]))} |")
     return "\n".join(lines)
+
+
+def rollout_table(docs: dict) -> str:
+    return _pair_table(docs, ("vdp-free", "vdp-rollout"), ("free", "rollout"), "rollout - free")
 
 
 def propagation_table(docs: dict) -> str:
-    lines = ["| clip | noisy | windowed (PSNR / MS-SSIM / CPU min) | whole clip (PSNR / MS-SSIM / CPU min) | "
-             "whole - windowed |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name, doc in docs.items():
-        p = _points(doc)
-        cells = [f"{_db(p.get(r))} / {p[r]['ms-ssim-rgb']:.4f} / {_minutes(p[r])}" if r in p else "not yet measured"
-                 for r in ("stbn-window", "stbn-sequence")]
-        lines.append(f"| {name} | {_db(p.get('noisy'))} | {cells[0]} | {cells[1]} | "
-                     f"{_diff(p.get('stbn-sequence'), p.get('stbn-window'))} |")
-    return "\n".join(lines)
+    return _pair_table(docs, ("stbn-window", "stbn-sequence"), ("windowed", "whole clip"), "whole - windowed")
 
 
 def pyramid_table(docs: dict) -> str:
