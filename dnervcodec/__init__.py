@@ -8,4 +8,4 @@ import os
 # while they wait, unless the user chose otherwise. It only takes effect if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -127,7 +127,7 @@ class ModelConfig:
 # Architectures a user can pick (`--arch`): what differs is only in the encoders, which the file never holds.
 # "dnerv-paper" keeps the paper's (HNeRV's) ConvNeXt encoders of width 64. "dnerv" narrows them to 16: at the
 # budgets of this codec the encoders took two thirds of every fitting step (Bunny 160x320: 48 of 77 ms), and
-# the time saved buys more epochs -- +1.9 dB float PSNR at 1.5x the CPU time, docs/rd.md (fit ablation).
+# the time saved buys more epochs: +1.4 dB float PSNR at about equal CPU time (docs/rd.md, fit ablation).
 ARCHITECTURES = {"dnerv": 16, "dnerv-paper": 64}  # name -> encoder width
 DEFAULT_ARCH = "dnerv"
 
