@@ -194,7 +194,17 @@ def _claim_attempt(run_dir: str | None, attempt: str | None) -> bool:
 
 
 def peak_rss_bytes() -> int:
-    """The peak resident memory of this process so far (ru_maxrss: kB on Linux, bytes on macOS)."""
+    """The peak resident memory of this process's own address space so far: Linux's VmHWM, which an exec
+    resets. (ru_maxrss would not do: Linux carries it across the fork + exec that starts a worker, so a
+    spawned worker reported the parent's size -- 675 MiB against 428 MiB for the same segment, depending on
+    what the driver held.) ru_maxrss elsewhere (kB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
