@@ -31,15 +31,16 @@ def clip() -> np.ndarray:
 
 
 class InterruptAfter(Progress):
-    """A silent progress line that presses Ctrl-C after `n` steps, as a user would in the middle of a run."""
+    """A silent progress line that presses Ctrl-C after `n` steps, as a user would in the middle of a run;
+    with `once`, only at that step (a segmented encode counts every segment's steps on one line)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, once: bool = False) -> None:
         super().__init__(enabled=False)
-        self.left = n
+        self.left, self.once = n, once
 
     def update(self, n: int = 1, **postfix: object) -> None:
         self.left -= n
-        if self.left < 0:
+        if self.left < 0 and not (self.once and self.left + n < 0):
             raise KeyboardInterrupt
 
 

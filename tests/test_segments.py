@@ -17,11 +17,10 @@ from dnervcodec.codec import EncodeConfig, decode, encode_video, parse
 from dnervcodec.errors import FitInterrupted
 from dnervcodec.fit import FitConfig
 from dnervcodec.plan import CONTAINER_BITS, container_bits, plan_encode
-from dnervcodec.progress import Progress
 from dnervcodec.segments import (SEGMENT_DIR, job_threads, make_jobs, run_segment, segment_plans, segment_seed,
                                  split_frames)
 from dnervcodec.video import Video, write_video
-from tests.conftest import moving_shapes, without_timings
+from tests.conftest import InterruptAfter, moving_shapes, without_timings
 
 QUICK = FitConfig(epochs=3, lr=5e-3)
 
@@ -170,19 +169,6 @@ def test_the_cli_encodes_segments_and_says_so(tmp_path, capsys):
     assert not (tmp_path / "clip.dnerv.run").exists()
 
 
-class CtrlCOnce(Progress):
-    """A silent progress line that presses Ctrl-C once, after `n` steps of the encode (all segments counted)."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__(enabled=False)
-        self.left = n
-
-    def update(self, n: int = 1, **postfix: object) -> None:
-        self.left -= n
-        if self.left < 0 <= self.left + n:
-            raise KeyboardInterrupt
-
-
 def test_an_interrupted_segmented_encode_resumes_to_the_same_file(tmp_path):
     video = Video(moving_shapes(6, 32, 64), 25.0, (32, 64))
     cfg = EncodeConfig(size="12k", fit=replace(QUICK, epochs=4), rd_epochs=1, value_bits=6, device="cpu",
@@ -190,7 +176,7 @@ def test_an_interrupted_segmented_encode_resumes_to_the_same_file(tmp_path):
     straight = encode_video(video, cfg, progress=False)
     run = tmp_path / "run"
     with pytest.raises(FitInterrupted):  # Ctrl-C pressed in the second segment's fit
-        encode_video(video, cfg, run, progress=CtrlCOnce(20))
+        encode_video(video, cfg, run, progress=InterruptAfter(20, once=True))
     assert (run / "segment-001" / "checkpoint.pt").exists()
     resumed = encode_video(video, cfg, run, resume=True, progress=False)
     assert without_timings(resumed.data) == without_timings(straight.data)
